@@ -1,0 +1,65 @@
+"""The ASGI application: FastAPI for the API's routes and docs, the lean ingest endpoint for
+``POST /events``, and the lifespan that starts and stops the service."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI
+from starlette.types import Receive, Scope, Send
+
+from eventctl import __version__
+from eventctl.api.ingest import IngestEndpoint
+from eventctl.api.openapi import build_openapi
+from eventctl.api.problems import install_problem_handlers
+from eventctl.api.routes import router
+from eventctl.errors import EventctlError
+from eventctl.service import Service
+from eventctl.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class EventctlApp:
+    """Routes ``POST /events`` straight to the ingest endpoint and everything else to FastAPI."""
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+        self.ingest = IngestEndpoint(service)
+        self.api = FastAPI(
+            title="eventctl",
+            version=__version__,
+            description="Durable event ingestion: accept, store, process with retries, dead-letter, replay.",
+        )
+        self.api.state.service = service
+        self.api.include_router(router)
+        install_problem_handlers(self.api)
+        self.api.openapi = lambda: build_openapi(self.api)  # type: ignore[method-assign]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == "/events" and scope["method"] == "POST":
+            await self.ingest(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+        else:
+            await self.api(scope, receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        """Start the service before the first request; stop it after the last. A start that fails for a
+        reason the user can fix is reported as one line, without a traceback."""
+        await receive()  # lifespan.startup
+        try:
+            await self.service.start()
+        except (EventctlError, OSError) as exc:
+            await self.service.close()
+            await send({"type": "lifespan.startup.failed", "message": f"cannot start: {exc}"})
+            return
+        await send({"type": "lifespan.startup.complete"})
+        await receive()  # lifespan.shutdown
+        await self.service.close()
+        await send({"type": "lifespan.shutdown.complete"})
+
+
+def create_app(settings: Settings) -> EventctlApp:
+    """A complete, isolated application for ``settings``; nothing starts until its lifespan does."""
+    return EventctlApp(Service(settings))

@@ -1,0 +1,145 @@
+"""``POST /events`` as a plain ASGI endpoint: the hot path, kept free of per-request framework objects.
+
+It reads the body within ``MAX_BODY_BYTES``, validates it by hand (the contract's 400s, never a 422),
+and answers 202 only after the store committed the event. Its OpenAPI description is in ``openapi.py``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+import orjson
+from starlette.types import Message, Receive, Scope, Send
+
+from eventctl.api.problems import PROBLEM_MEDIA_TYPE, RETRY_AFTER_SECONDS, problem_body
+from eventctl.api.schemas import MAX_EVENT_ID_LENGTH
+from eventctl.errors import StoreUnavailable
+from eventctl.service import Service
+
+_JSON = b"application/json"
+_EMPTY_PAYLOAD = b"{}"
+
+Answer = tuple[int, bytes, bytes, list[tuple[bytes, bytes]]]  # status, media type, body, extra headers
+
+
+class IngestEndpoint:
+    """The ASGI app behind ``POST /events``."""
+
+    def __init__(self, service: Service) -> None:
+        self._service = service
+        self._max_body_bytes = service.settings.max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        status, media_type, body, headers = await self._answer(scope, receive)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", media_type),
+                    (b"content-length", str(len(body)).encode()),
+                    *headers,
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    async def _answer(self, scope: Scope, receive: Receive) -> Answer:
+        body = await self._read_body(scope, receive)
+        if body is None:
+            return _problem(413, "body-too-large", f"the body is larger than {self._max_body_bytes} bytes")
+        if not self._service.accepting:
+            return _unavailable("the service is shutting down; retry on another instance or later")
+        try:
+            document = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            return _invalid("the body is not valid JSON", [{"detail": str(exc), "pointer": "#"}])
+        event_id, errors = _validate(document)
+        if errors:
+            return _invalid("the body is not a valid event", errors)
+        assert event_id is not None
+        payload = orjson.dumps(document["payload"]) if "payload" in document else _EMPTY_PAYLOAD
+        try:
+            existing = await self._service.store.add(event_id, payload)
+        except StoreUnavailable:
+            return _unavailable("the store is unavailable; the event was not stored, retry later")
+        if existing is not None:
+            return _problem(
+                409,
+                "duplicate-event",
+                f"an event with id {event_id!r} already exists",
+                event_id=event_id,
+                event_status=existing.status,
+                payload_matches=_same_json(existing.payload, payload),
+            )
+        location = b"/events/" + quote(event_id, safe="").encode()
+        return (
+            202,
+            _JSON,
+            orjson.dumps({"event_id": event_id, "status": "accepted"}),
+            [(b"location", location)],
+        )
+
+    async def _read_body(self, scope: Scope, receive: Receive) -> bytes | None:
+        """The whole body, or ``None`` as soon as it is known to exceed the limit."""
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                if value.isdigit() and int(value) > self._max_body_bytes:
+                    return None
+                break
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message: Message = await receive()
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self._max_body_bytes:
+                return None
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+
+def _validate(document: Any) -> tuple[str | None, list[dict[str, str]]]:
+    """The event id, or the list of what is wrong with the body."""
+    if not isinstance(document, dict):
+        return None, [{"detail": "the body must be a JSON object", "pointer": "#"}]
+    if "event_id" not in document:
+        return None, [{"detail": "event_id is required", "pointer": "#/event_id"}]
+    event_id = document["event_id"]
+    if not isinstance(event_id, str):
+        return None, [{"detail": "event_id must be a string", "pointer": "#/event_id"}]
+    if not event_id:
+        return None, [{"detail": "event_id must not be empty", "pointer": "#/event_id"}]
+    if len(event_id) > MAX_EVENT_ID_LENGTH:
+        detail = f"event_id must be at most {MAX_EVENT_ID_LENGTH} characters"
+        return None, [{"detail": detail, "pointer": "#/event_id"}]
+    if not event_id.isprintable():
+        detail = "event_id must consist of printable characters (no control characters or line breaks)"
+        return None, [{"detail": detail, "pointer": "#/event_id"}]
+    return event_id, []
+
+
+def _same_json(stored: bytes, sent: bytes) -> bool:
+    """Equal as JSON values, whatever the key order."""
+    if stored == sent:
+        return True
+    return _canonical(stored) == _canonical(sent)
+
+
+def _canonical(text: bytes) -> bytes:
+    return orjson.dumps(orjson.loads(text), option=orjson.OPT_SORT_KEYS)
+
+
+def _problem(status: int, kind: str, detail: str, **extensions: Any) -> Answer:
+    return status, PROBLEM_MEDIA_TYPE.encode(), problem_body(status, kind, detail, **extensions), []
+
+
+def _invalid(detail: str, errors: list[dict[str, str]]) -> Answer:
+    return _problem(400, "invalid-body", detail, errors=errors)
+
+
+def _unavailable(detail: str) -> Answer:
+    status, media_type, body, _ = _problem(503, "unavailable", detail)
+    return status, media_type, body, [(b"retry-after", str(RETRY_AFTER_SECONDS).encode())]

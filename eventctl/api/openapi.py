@@ -1,0 +1,65 @@
+"""The OpenAPI document: FastAPI's, plus ``POST /events`` (served outside FastAPI) and minus every 422."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from eventctl.api.problems import PROBLEM_MEDIA_TYPE
+from eventctl.api.schemas import EventAccepted, EventIn, Problem
+
+_REF = "#/components/schemas/{model}"
+
+
+def _problem(description: str, **extra: Any) -> dict[str, Any]:
+    schema = {"$ref": _REF.format(model="Problem")}
+    return {"description": description, "content": {PROBLEM_MEDIA_TYPE: {"schema": schema}}, **extra}
+
+
+_RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before retrying.", "schema": {"type": "integer"}}}
+
+CREATE_EVENT: dict[str, Any] = {
+    "summary": "Accept an event",
+    "description": "Answers 202 only after the event is committed to the store. "
+    "The body is parsed as JSON whatever its Content-Type says.",
+    "operationId": "create_event",
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": {"$ref": _REF.format(model="EventIn")}}},
+    },
+    "responses": {
+        "202": {
+            "description": "Stored durably; it will be processed in the background.",
+            "headers": {"Location": {"description": "The event's URL.", "schema": {"type": "string"}}},
+            "content": {"application/json": {"schema": {"$ref": _REF.format(model="EventAccepted")}}},
+        },
+        "400": _problem("The body is not JSON, not an object, or has no valid event_id (see errors)."),
+        "409": _problem("An event with this id exists (see event_status and payload_matches)."),
+        "413": _problem("The body is larger than MAX_BODY_BYTES."),
+        "503": _problem("Shutting down or the store is unavailable; nothing was stored.", headers=_RETRY_AFTER),
+    },
+}
+
+
+def build_openapi(app: FastAPI) -> dict[str, Any]:
+    """Generate the document once and cache it on the app, as FastAPI does."""
+    if app.openapi_schema is not None:
+        return app.openapi_schema
+    document = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+    schemas = document.setdefault("components", {}).setdefault("schemas", {})
+    for model in (EventIn, EventAccepted, Problem):
+        schema = model.model_json_schema(ref_template=_REF)
+        schemas.update(schema.pop("$defs", {}))
+        schemas[model.__name__] = schema
+    document["paths"].setdefault("/events", {})["post"] = CREATE_EVENT
+    for path_item in document["paths"].values():
+        for operation in path_item.values():
+            responses = operation.get("responses", {})
+            if responses.pop("422", None) is not None and "400" not in responses:
+                responses["400"] = _problem("A path or query parameter is not valid.")
+    schemas.pop("HTTPValidationError", None)
+    schemas.pop("ValidationError", None)
+    app.openapi_schema = document
+    return document

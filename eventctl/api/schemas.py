@@ -1,0 +1,72 @@
+"""Pydantic models of the HTTP bodies. They document the API in OpenAPI; the hot paths build their JSON
+with orjson instead of constructing these."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from eventctl.domain import Status
+
+MAX_EVENT_ID_LENGTH = 256
+
+
+class EventIn(BaseModel):
+    """The body of ``POST /events``. It is parsed as JSON whatever the Content-Type says."""
+
+    event_id: str = Field(
+        min_length=1,
+        max_length=MAX_EVENT_ID_LENGTH,
+        description="Idempotency key: a second event with the same id is refused with 409.",
+        examples=["evt_123"],
+    )
+    payload: Any = Field(default_factory=dict, description="Any JSON value; absent, it is {}.")
+
+
+class EventAccepted(BaseModel):
+    event_id: str
+    status: Literal["accepted"]
+
+
+class EventOut(BaseModel):
+    event_id: str
+    status: Status
+    payload: Any
+    attempts: int
+    received_at: datetime
+    updated_at: datetime
+    processed_at: datetime | None
+    next_attempt_at: datetime | None
+    last_error: str | None
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+    uptime: str = Field(description="Time since start in Go duration style, e.g. 5m32s.")
+
+
+class Readiness(BaseModel):
+    status: Literal["ready", "not ready"]
+    ready: bool
+
+
+class ProblemError(BaseModel):
+    detail: str
+    pointer: str = Field(description="JSON pointer (as a URI fragment) to the offending part of the body.")
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details, sent as application/problem+json."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    errors: list[ProblemError] | None = Field(default=None, description="400: what is wrong with the body.")
+    event_id: str | None = Field(default=None, description="409: the duplicate id.")
+    event_status: Status | None = Field(default=None, description="409: the stored event's current status.")
+    payload_matches: bool | None = Field(
+        default=None, description="409: whether the stored payload equals this one as JSON values."
+    )

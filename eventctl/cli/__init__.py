@@ -1,0 +1,5 @@
+"""The ``eventctl`` command."""
+
+from eventctl.cli.main import app, main
+
+__all__ = ["app", "main"]

@@ -1,0 +1,46 @@
+"""The event and its lifecycle, as plain values shared by the store, the worker and the API."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime
+
+
+class Status(enum.StrEnum):
+    """Where an event is in its life. ``accepted → processing → processed``, with detours on failure."""
+
+    ACCEPTED = "accepted"  # waiting for its first (or, after a release, next) attempt
+    PROCESSING = "processing"  # claimed by a worker that holds a lease on it
+    RETRYING = "retrying"  # an attempt failed; the next one runs at ``next_attempt_at``
+    PROCESSED = "processed"
+    FAILED = "failed"  # attempts exhausted or a permanent error: the dead-letter queue
+
+
+WAITING_STATUSES = frozenset({Status.ACCEPTED, Status.RETRYING})
+TERMINAL_STATUSES = frozenset({Status.PROCESSED, Status.FAILED})
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One stored event as a reader sees it. ``payload`` is the JSON text exactly as stored."""
+
+    event_id: str
+    status: Status
+    payload: bytes
+    attempts: int
+    received_at: datetime
+    updated_at: datetime
+    processed_at: datetime | None
+    next_attempt_at: datetime | None
+    last_error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """An event a worker holds. ``token`` fences every later change: it must still match in the store."""
+
+    event_id: str
+    payload: bytes
+    attempt: int
+    token: int

@@ -1,0 +1,85 @@
+"""The running service: its store, its worker, and whether it takes work.
+
+The ASGI lifespan calls ``start`` and ``close``; the server calls ``begin_drain`` the moment a shutdown
+signal arrives and ``drain`` to let the worker finish. Routes read ``accepting`` and ``is_ready``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from eventctl.errors import StoreUnavailable
+from eventctl.handlers import SleepHandler
+from eventctl.settings import Settings
+from eventctl.store import Store, open_store
+from eventctl.worker import Backoff, Worker
+
+log = logging.getLogger(__name__)
+
+
+class Service:
+    """One process's store and worker, from ``start`` to ``close``."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._started_at = time.monotonic()
+        self._draining = False
+        self._store: Store | None = None
+        self._worker: Worker | None = None
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            raise StoreUnavailable("the store is not open yet")
+        return self._store
+
+    @property
+    def uptime_seconds(self) -> float:
+        return time.monotonic() - self._started_at
+
+    @property
+    def accepting(self) -> bool:
+        """False once shutdown began: new events are refused with 503 from then on."""
+        return not self._draining
+
+    async def start(self) -> None:
+        settings = self.settings
+        store = open_store(settings.database_url)
+        await store.open()
+        self._store = store
+        self._worker = Worker(
+            store,
+            SleepHandler(settings.processing_delay_ms),
+            concurrency=settings.worker_concurrency,
+            max_attempts=settings.max_attempts,
+            backoff=Backoff(settings.retry_backoff_ms / 1000, settings.retry_backoff_max_ms / 1000),
+            lease_seconds=settings.lease_seconds,
+        )
+        self._worker.start()
+
+    async def is_ready(self) -> bool:
+        """Ready when not draining, the worker runs and the store answers."""
+        if self._draining or self._worker is None or not self._worker.running or self._store is None:
+            return False
+        try:
+            await self._store.ping()
+        except StoreUnavailable as exc:
+            log.warning("not ready: %s", exc)
+            return False
+        return True
+
+    def begin_drain(self) -> None:
+        """Refuse new events and report not ready, at once. Called from a signal handler."""
+        self._draining = True
+
+    async def drain(self) -> None:
+        """Let running handlers finish within ``SHUTDOWN_TIMEOUT_S``, then release what is left."""
+        self.begin_drain()
+        if self._worker is not None:
+            await self._worker.stop(self.settings.shutdown_timeout_s)
+
+    async def close(self) -> None:
+        await self.drain()
+        if self._store is not None:
+            await self._store.close()

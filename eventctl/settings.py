@@ -1,0 +1,155 @@
+"""Every setting of ``eventctl serve``, read once from the environment and command-line options.
+
+``SETTINGS`` is the single table the README, ``eventctl serve --help`` and the parser agree on. Options
+override environment variables; a bad value raises ``ConfigError`` with one line naming the variable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from eventctl.errors import ConfigError
+
+Env = Literal["dev", "staging", "prod"]
+LogFormat = Literal["console", "json"]
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """What one ``eventctl serve`` process runs with. Built by ``Settings.load``; never mutated."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    env: Env = "dev"
+    database_url: str = "sqlite:///eventctl.db"
+    processing_delay_ms: int = 1000
+    worker_concurrency: int = 16
+    max_attempts: int = 5
+    retry_backoff_ms: int = 1000
+    retry_backoff_max_ms: int = 300_000
+    lease_seconds: float = 30.0
+    shutdown_timeout_s: float = 10.0
+    max_body_bytes: int = 1_048_576
+    log_level: str = "info"
+    log_format: LogFormat | None = None  # None: console in dev, json in staging and prod
+
+    @property
+    def effective_log_format(self) -> LogFormat:
+        if self.log_format is not None:
+            return self.log_format
+        return "console" if self.env == "dev" else "json"
+
+    @classmethod
+    def load(cls, environ: Mapping[str, str], options: Mapping[str, str | None] | None = None) -> Settings:
+        """Settings from ``environ`` with ``options`` (keyed by field name) taking precedence."""
+        options = options or {}
+        values: dict[str, Any] = {}
+        for spec in SETTINGS:
+            raw = options.get(spec.field)
+            if raw is None:
+                raw = environ.get(spec.env)
+            if raw is None or raw == "":
+                continue
+            try:
+                values[spec.field] = spec.parse(raw)
+            except ValueError as exc:
+                raise ConfigError(f"invalid {spec.env}={raw!r}: {exc}") from None
+        settings = cls(**values)
+        settings._check_consistency()
+        return settings
+
+    def _check_consistency(self) -> None:
+        if self.retry_backoff_max_ms < self.retry_backoff_ms:
+            raise ConfigError(
+                f"invalid RETRY_BACKOFF_MAX_MS={self.retry_backoff_max_ms}: "
+                f"it must not be below RETRY_BACKOFF_MS={self.retry_backoff_ms}"
+            )
+
+
+def _integer(low: int, high: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw.strip())
+        except ValueError:
+            raise ValueError(f"expected a whole number from {low} to {high}") from None
+        if not low <= value <= high:
+            raise ValueError(f"expected a whole number from {low} to {high}")
+        return value
+
+    return parse
+
+
+def _seconds(low: float, high: float) -> Callable[[str], float]:
+    def parse(raw: str) -> float:
+        try:
+            value = float(raw.strip())
+        except ValueError:
+            raise ValueError(f"expected a number of seconds from {low:g} to {high:g}") from None
+        if not low <= value <= high:
+            raise ValueError(f"expected a number of seconds from {low:g} to {high:g}")
+        return value
+
+    return parse
+
+
+def _choice(*allowed: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in allowed:
+            raise ValueError(f"expected one of {', '.join(allowed)}")
+        return value
+
+    return parse
+
+
+def _text(raw: str) -> str:
+    value = raw.strip()
+    if not value or any(c.isspace() for c in value):
+        raise ValueError("expected a value without spaces")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class SettingSpec:
+    """How one setting is named, parsed and explained."""
+
+    env: str
+    parse: Callable[[str], Any]
+    help: str
+
+    @property
+    def field(self) -> str:
+        return self.env.lower()
+
+    @property
+    def option(self) -> str:
+        return "--" + self.env.lower().replace("_", "-")
+
+    @property
+    def default(self) -> str:
+        value = _DEFAULTS[self.field]
+        return "(by ENV)" if value is None else str(value)
+
+
+SETTINGS: tuple[SettingSpec, ...] = (
+    SettingSpec("HOST", _text, "Address to listen on (0.0.0.0 for all interfaces)."),
+    SettingSpec("PORT", _integer(0, 65535), "HTTP port; 0 picks a free one and logs it."),
+    SettingSpec("ENV", _choice("dev", "staging", "prod"), "Deployment environment: dev, staging or prod."),
+    SettingSpec("DATABASE_URL", _text, "Store: sqlite:///path.db or memory:// (kept in memory only)."),
+    SettingSpec("PROCESSING_DELAY_MS", _integer(0, 3_600_000), "How long the sleep handler works on an event."),
+    SettingSpec("WORKER_CONCURRENCY", _integer(1, 10_000), "Events processed at once by this process."),
+    SettingSpec("MAX_ATTEMPTS", _integer(1, 1000), "Attempts before an event is failed (dead-lettered)."),
+    SettingSpec("RETRY_BACKOFF_MS", _integer(0, 86_400_000), "Base of the exponential retry backoff."),
+    SettingSpec("RETRY_BACKOFF_MAX_MS", _integer(0, 86_400_000), "Cap of the retry backoff."),
+    SettingSpec("LEASE_SECONDS", _seconds(1, 86_400), "How long a claim lasts unless its worker renews it."),
+    SettingSpec("SHUTDOWN_TIMEOUT_S", _seconds(0, 3600), "Grace for running handlers on SIGTERM or SIGINT."),
+    SettingSpec("MAX_BODY_BYTES", _integer(64, 1 << 30), "Largest accepted request body (413 above it)."),
+    SettingSpec("LOG_LEVEL", _choice("debug", "info", "warning", "error"), "Least severe level logged."),
+    SettingSpec("LOG_FORMAT", _choice("console", "json"), "console (default in dev) or json (staging, prod)."),
+)
+
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(Settings)}
+assert {spec.field for spec in SETTINGS} == set(_DEFAULTS), "SETTINGS and Settings disagree"

@@ -1,0 +1,278 @@
+"""The SQLite store: the default, for one machine, and ``memory://`` for experiments.
+
+Writes go through one writer thread that commits in batches (see ``sqlite_writer``); reads use their own
+connections in a small thread pool, which WAL lets run beside the writer. A file store is owned by one
+process (a lock file says so), which is why claims found at start belong to a dead process and are released.
+Times are stored as integer microseconds since the Unix epoch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import os
+import random
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Collection
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import IO, Any, TypeVar
+
+from eventctl.domain import Claim, Event, Status
+from eventctl.errors import ConfigError, StoreUnavailable
+from eventctl.store.base import Store
+from eventctl.store.sqlite_schema import migrate
+from eventctl.store.sqlite_writer import SqliteWriter
+
+T = TypeVar("T")
+
+_EVENT_COLUMNS = "event_id, status, payload, attempts, received_at, updated_at, processed_at, due_at, last_error"
+_WAITING = f"('{Status.ACCEPTED}', '{Status.RETRYING}')"
+
+
+def _now_us() -> int:
+    return time.time_ns() // 1000
+
+
+def _to_datetime(us: int | None) -> datetime | None:
+    return None if us is None else datetime.fromtimestamp(us / 1_000_000, UTC)
+
+
+def _row_to_event(row: tuple[Any, ...]) -> Event:
+    event_id, status, payload, attempts, received_at, updated_at, processed_at, due_at, last_error = row
+    status = Status(status)
+    received = _to_datetime(received_at)
+    updated = _to_datetime(updated_at)
+    assert received is not None
+    assert updated is not None
+    return Event(
+        event_id=event_id,
+        status=status,
+        payload=payload,
+        attempts=attempts,
+        received_at=received,
+        updated_at=updated,
+        processed_at=_to_datetime(processed_at),
+        # While processing, due_at is the lease expiry, which is no attempt time a reader should see.
+        next_attempt_at=_to_datetime(due_at) if status in (Status.ACCEPTED, Status.RETRYING) else None,
+        last_error=last_error,
+    )
+
+
+class SqliteStore(Store):
+    """Events in one SQLite database file (or in memory when ``path`` is ``None``)."""
+
+    def __init__(self, path: str | None, *, synchronous: str = "FULL") -> None:
+        super().__init__()
+        self._path = path
+        self._synchronous = synchronous
+        self._writer = SqliteWriter(self._connect_writer)
+        self._readers: ThreadPoolExecutor | None = None
+        self._reader_connections: list[sqlite3.Connection] = []
+        self._reader_local = threading.local()
+        self._lock_file: IO[bytes] | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        if self._path is not None:
+            self._lock_file = _lock_exclusively(self._path)
+            self._readers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="eventctl-sqlite-reader")
+        try:
+            await self._writer.start()
+            await self._writer.run(_release_orphaned_claims)
+        except (sqlite3.Error, StoreUnavailable) as exc:
+            await self.close()
+            raise ConfigError(f"invalid DATABASE_URL: cannot open SQLite database {self._path!r}: {exc}") from None
+
+    async def close(self) -> None:
+        await self._writer.stop()
+        if self._readers is not None:
+            self._readers.shutdown(wait=True)
+            for conn in self._reader_connections:
+                conn.close()
+        if self._lock_file is not None:
+            self._lock_file.close()
+
+    def _connect_writer(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self._path or ":memory:", isolation_level=None, check_same_thread=False)
+        if self._path is not None:
+            conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={self._synchronous}")
+        conn.execute("PRAGMA busy_timeout=5000")
+        migrate(conn)
+        return conn
+
+    def _reader_connection(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._reader_local, "conn", None)
+        if conn is None:
+            assert self._path is not None
+            conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA query_only=ON")
+            conn.execute("PRAGMA busy_timeout=5000")
+            self._reader_local.conn = conn
+            self._reader_connections.append(conn)
+        return conn
+
+    async def _read(self, query: Callable[[sqlite3.Connection], T]) -> T:
+        """Run a read on a reader connection; in memory, where only the writer's connection sees the data,
+        on the writer."""
+        if self._readers is None:
+            return await self._writer.run(query)
+
+        def run() -> T:
+            try:
+                return query(self._reader_connection())
+            except sqlite3.OperationalError as exc:
+                raise StoreUnavailable(f"SQLite: {exc}") from exc
+
+        return await asyncio.get_running_loop().run_in_executor(self._readers, run)
+
+    # -- the interface ---------------------------------------------------------------------------------
+
+    async def ping(self) -> None:
+        await self._read(lambda conn: conn.execute("SELECT 1").fetchone())
+
+    async def add(self, event_id: str, payload: bytes) -> Event | None:
+        def insert(conn: sqlite3.Connection) -> Event | None:
+            now = _now_us()
+            inserted = conn.execute(
+                "INSERT INTO events (event_id, payload, status, attempts, received_at, updated_at, due_at)"
+                f" VALUES (?, ?, '{Status.ACCEPTED}', 0, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING",
+                (event_id, payload, now, now, now),
+            ).rowcount
+            if inserted:
+                return None
+            row = conn.execute(f"SELECT {_EVENT_COLUMNS} FROM events WHERE event_id = ?", (event_id,)).fetchone()
+            return _row_to_event(row)
+
+        existing = await self._writer.run(insert)
+        if existing is None:
+            self.notify_work()
+        return existing
+
+    async def get(self, event_id: str) -> Event | None:
+        def select(conn: sqlite3.Connection) -> Event | None:
+            row = conn.execute(f"SELECT {_EVENT_COLUMNS} FROM events WHERE event_id = ?", (event_id,)).fetchone()
+            return None if row is None else _row_to_event(row)
+
+        return await self._read(select)
+
+    async def claim(self, limit: int, lease_seconds: float) -> list[Claim]:
+        token = random.getrandbits(62)
+
+        def claim(conn: sqlite3.Connection) -> list[Claim]:
+            now = _now_us()
+            rows = conn.execute(
+                f"UPDATE events SET status = '{Status.PROCESSING}', attempts = attempts + 1,"
+                " claim_token = ?, due_at = ?, updated_at = ?"
+                " WHERE seq IN (SELECT seq FROM events WHERE due_at <= ? ORDER BY due_at LIMIT ?)"
+                " RETURNING event_id, payload, attempts, claim_token",
+                (token, now + int(lease_seconds * 1_000_000), now, now, limit),
+            ).fetchall()
+            return [Claim(event_id=r[0], payload=r[1], attempt=r[2], token=r[3]) for r in rows]
+
+        return await self._writer.run(claim)
+
+    async def renew(self, tokens: Collection[int], lease_seconds: float) -> None:
+        if not tokens:
+            return
+        marks = ",".join("?" * len(tokens))
+
+        def renew(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                f"UPDATE events SET due_at = ? WHERE status = '{Status.PROCESSING}' AND claim_token IN ({marks})",
+                (_now_us() + int(lease_seconds * 1_000_000), *tokens),
+            )
+
+        await self._writer.run(renew)
+
+    async def complete(self, claim: Claim) -> bool:
+        return await self._settle(
+            claim,
+            f"status = '{Status.PROCESSED}', processed_at = :now, due_at = NULL, last_error = NULL",
+            {},
+        )
+
+    async def retry(self, claim: Claim, error: str, delay_seconds: float) -> bool:
+        changed = await self._settle(
+            claim,
+            f"status = '{Status.RETRYING}', due_at = :now + :delay, last_error = :error",
+            {"delay": int(delay_seconds * 1_000_000), "error": error},
+        )
+        if changed:
+            self.notify_work()  # the worker's wait may end earlier than it planned
+        return changed
+
+    async def fail(self, claim: Claim, error: str) -> bool:
+        return await self._settle(
+            claim, f"status = '{Status.FAILED}', due_at = NULL, last_error = :error", {"error": error}
+        )
+
+    async def release(self, claims: Collection[Claim]) -> None:
+        if not claims:
+            return
+
+        def release(conn: sqlite3.Connection) -> None:
+            now = _now_us()
+            conn.executemany(
+                _fenced_update(f"status = '{Status.ACCEPTED}', due_at = :now, attempts = attempts - 1"),
+                [{"now": now, "event_id": claim.event_id, "token": claim.token} for claim in claims],
+            )
+
+        await self._writer.run(release)
+        self.notify_work()
+
+    async def _settle(self, claim: Claim, assignments: str, params: dict[str, Any]) -> bool:
+        """Apply ``assignments`` to the claimed event if ``claim`` still holds it: the fence."""
+        statement = _fenced_update(assignments)
+
+        def update(conn: sqlite3.Connection) -> bool:
+            params.update(now=_now_us(), event_id=claim.event_id, token=claim.token)
+            return conn.execute(statement, params).rowcount == 1
+
+        return await self._writer.run(update)
+
+    async def next_due_in(self) -> float | None:
+        def earliest(conn: sqlite3.Connection) -> int | None:
+            row = conn.execute("SELECT min(due_at) FROM events WHERE due_at IS NOT NULL").fetchone()
+            return None if row is None else row[0]
+
+        due = await self._read(earliest)
+        return None if due is None else max(0.0, (due - _now_us()) / 1_000_000)
+
+
+def _fenced_update(assignments: str) -> str:
+    return (
+        f"UPDATE events SET {assignments}, claim_token = NULL, updated_at = :now"
+        f" WHERE event_id = :event_id AND status = '{Status.PROCESSING}' AND claim_token = :token"
+    )
+
+
+def _release_orphaned_claims(conn: sqlite3.Connection) -> None:
+    """Claims found at start were held by a process that died: due again now. The attempt may have run,
+    so it stays counted."""
+    conn.execute(
+        f"UPDATE events SET status = '{Status.ACCEPTED}', claim_token = NULL, due_at = ?"
+        f" WHERE status = '{Status.PROCESSING}'",
+        (_now_us(),),
+    )
+
+
+def _lock_exclusively(path: str) -> IO[bytes]:
+    """Hold ``<path>.lock`` for the life of the store so a second process cannot share the file."""
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise ConfigError(f"invalid DATABASE_URL: the directory {directory!r} does not exist")
+    lock_file = open(path + ".lock", "wb")  # noqa: SIM115 - held open until close()
+    try:
+        fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock_file.close()
+        raise ConfigError(
+            f"invalid DATABASE_URL: {path!r} is in use by another eventctl process"
+            " (a SQLite store belongs to one process; use PostgreSQL to run several)"
+        ) from None
+    return lock_file

@@ -1,0 +1,156 @@
+"""One thread owns the SQLite write connection and commits whatever is waiting as one transaction.
+
+This is group commit: while one transaction is being fsync'd, new writes queue up, and the next
+transaction takes all of them, so a burst of N writes costs about one fsync instead of N. Each caller's
+future resolves only after the commit that contains its write returned, so the caller may promise
+durability. The event loop never blocks on SQLite.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from eventctl.errors import StoreUnavailable
+
+T = TypeVar("T")
+Operation = Callable[[sqlite3.Connection], Any]
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH = 1024  # bounds one transaction's size, and so the latency a write can add to others
+_STOP = object()
+
+
+class _Pending:
+    __slots__ = ("future", "operation")
+
+    def __init__(self, operation: Operation, future: asyncio.Future[Any]) -> None:
+        self.operation = operation
+        self.future = future
+
+
+class SqliteWriter:
+    """Runs operations on one connection in batched transactions.
+
+    An operation is a callable taking the connection. It must leave the database unchanged when it raises
+    (a single SQL statement does), because the other operations of its batch still commit.
+    """
+
+    def __init__(self, connect: Callable[[], sqlite3.Connection]) -> None:
+        self._connect = connect
+        self._queue: queue.SimpleQueue[_Pending | object] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def start(self) -> None:
+        """Open the connection in the writer thread; raise whatever opening it raised."""
+        self._loop = asyncio.get_running_loop()
+        opened: asyncio.Future[None] = self._loop.create_future()
+        self._thread = threading.Thread(target=self._run, args=(opened,), name="eventctl-sqlite-writer")
+        self._thread.daemon = True
+        self._thread.start()
+        await opened
+
+    async def run(self, operation: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``operation`` in the next transaction and return its result once that committed."""
+        if self._loop is None or self._thread is None or not self._thread.is_alive():
+            raise StoreUnavailable("the SQLite writer is not running")
+        future: asyncio.Future[T] = self._loop.create_future()
+        self._queue.put(_Pending(operation, future))
+        return await future
+
+    async def stop(self) -> None:
+        """Commit what is queued, then close the connection and end the thread."""
+        if self._thread is None:
+            return
+        self._queue.put(_STOP)
+        await asyncio.to_thread(self._thread.join)
+        self._thread = None
+
+    def _run(self, opened: asyncio.Future[None]) -> None:
+        assert self._loop is not None
+        try:
+            conn = self._connect()
+        except BaseException as exc:  # handed to the opener; nothing else can report it
+            self._loop.call_soon_threadsafe(_settle, [_outcome(opened, None, exc)])
+            return
+        self._loop.call_soon_threadsafe(_settle, [_outcome(opened, None, None)])
+        try:
+            while self._commit_next_batch(conn):
+                pass
+        finally:
+            conn.close()
+
+    def _commit_next_batch(self, conn: sqlite3.Connection) -> bool:
+        """Commit one batch; False once asked to stop."""
+        item = self._queue.get()
+        batch: list[_Pending] = []
+        keep_running = True
+        while True:
+            if item is _STOP:
+                keep_running = False
+                break
+            assert isinstance(item, _Pending)
+            batch.append(item)
+            if len(batch) >= MAX_BATCH:
+                break
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+        if batch:
+            self._commit(conn, batch)
+        return keep_running
+
+    def _commit(self, conn: sqlite3.Connection, batch: list[_Pending]) -> None:
+        assert self._loop is not None
+        outcomes: list[Outcome] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for pending in batch:
+                try:
+                    outcomes.append((pending.future, pending.operation(conn), None))
+                except sqlite3.Error as exc:
+                    outcomes.append((pending.future, None, _translate(exc)))
+                except Exception as exc:  # a bug in one operation must not fail its neighbours
+                    outcomes.append((pending.future, None, exc))
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            log.error("SQLite transaction failed; %d writes not committed: %s", len(batch), exc)
+            if conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+            error = _translate(exc)
+            outcomes = [(pending.future, None, error) for pending in batch]
+        self._loop.call_soon_threadsafe(_settle, outcomes)
+
+
+def _translate(exc: sqlite3.Error) -> BaseException:
+    """Errors of the database (locked, I/O, disk full) are unavailability; errors of our SQL are bugs."""
+    if isinstance(exc, sqlite3.IntegrityError | sqlite3.ProgrammingError | sqlite3.InterfaceError):
+        return exc
+    return StoreUnavailable(f"SQLite: {exc}")
+
+
+Outcome = tuple[asyncio.Future[Any], Any, BaseException | None]
+
+
+def _outcome(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> Outcome:
+    return future, result, error
+
+
+def _settle(outcomes: list[Outcome]) -> None:
+    for future, result, error in outcomes:
+        if future.done():  # its caller gave up (cancelled); the write stands all the same
+            continue
+        if error is None:
+            future.set_result(result)
+        else:
+            future.set_exception(error)

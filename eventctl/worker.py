@@ -1,0 +1,177 @@
+"""The in-process worker: claims due events from the store and runs the handler on them.
+
+It holds at most ``concurrency`` claims, claims in batches sized to its free slots, sleeps until the store
+says work arrived (or the next retry is due), and keeps the leases of running handlers alive. Every outcome
+is written through the claim's fence, so a worker that lost its claim changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Awaitable
+from dataclasses import dataclass
+
+from eventctl.domain import Claim
+from eventctl.errors import PermanentError, StoreUnavailable
+from eventctl.handlers import Delivery, Handler
+from eventctl.store import Store
+
+log = logging.getLogger(__name__)
+
+STORE_RETRY_SECONDS = 1.0  # pause after the store failed to answer, before asking again
+MAX_ERROR_CHARS = 2000  # last_error keeps the start of a long message
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """Exponential backoff with full jitter: attempt n waits a random time up to min(cap, base * 2**(n-1))."""
+
+    base_seconds: float
+    max_seconds: float
+
+    def delay(self, attempt: int) -> float:
+        ceiling = min(self.max_seconds, self.base_seconds * 2 ** min(attempt - 1, 64))
+        return random.uniform(0, ceiling)
+
+
+class Worker:
+    """Processes events until ``stop``; see the module docstring."""
+
+    def __init__(
+        self,
+        store: Store,
+        handler: Handler,
+        *,
+        concurrency: int,
+        max_attempts: int,
+        backoff: Backoff,
+        lease_seconds: float,
+    ) -> None:
+        self._store = store
+        self._handler = handler
+        self._concurrency = concurrency
+        self._max_attempts = max_attempts
+        self._backoff = backoff
+        self._lease_seconds = lease_seconds
+        self._active: dict[asyncio.Task[None], Claim] = {}
+        self._slot_freed = asyncio.Event()
+        self._stopping = False
+        self._loop_task: asyncio.Task[None] | None = None
+        self._renew_task: asyncio.Task[None] | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._loop_task is not None and not self._loop_task.done() and not self._stopping
+
+    def start(self) -> None:
+        self._loop_task = asyncio.create_task(self._claim_loop(), name="eventctl-worker")
+        self._renew_task = asyncio.create_task(self._renew_loop(), name="eventctl-lease-renewal")
+
+    async def stop(self, grace_seconds: float) -> None:
+        """Claim nothing new, give running handlers ``grace_seconds``, then cancel them and release
+        their claims back to ``accepted``. Safe to call more than once."""
+        self._stopping = True
+        self._slot_freed.set()
+        self._store.notify_work()
+        if self._loop_task is not None:
+            await self._loop_task
+        if self._active:
+            log.info("waiting up to %gs for %d running handlers", grace_seconds, len(self._active))
+            await asyncio.wait(self._active, timeout=grace_seconds)
+        unfinished = dict(self._active)
+        for task in unfinished:
+            task.cancel()
+        if unfinished:
+            await asyncio.wait(unfinished)
+            claims = list(unfinished.values())
+            log.warning("released %d unfinished events back to accepted", len(claims))
+            try:
+                await self._store.release(claims)
+            except StoreUnavailable as exc:
+                log.error("could not release %d claims (their leases will expire): %s", len(claims), exc)
+        if self._renew_task is not None:
+            self._renew_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._renew_task
+
+    async def _claim_loop(self) -> None:
+        try:
+            while not self._stopping:
+                await self._claim_once()
+        except Exception:
+            log.exception("the worker stopped on an unexpected error; /ready now answers 503")
+            raise
+
+    async def _claim_once(self) -> None:
+        free = self._concurrency - len(self._active)
+        if free <= 0:
+            self._slot_freed.clear()
+            await self._slot_freed.wait()
+            return
+        try:
+            claims = await self._store.claim(free, self._lease_seconds)
+            drained = len(claims) < free
+            next_due = await self._store.next_due_in() if drained else None
+        except StoreUnavailable as exc:
+            log.warning("store unavailable, claiming again in %gs: %s", STORE_RETRY_SECONDS, exc)
+            await asyncio.sleep(STORE_RETRY_SECONDS)
+            return
+        for claim in claims:
+            task = asyncio.create_task(self._process(claim), name=f"eventctl-event-{claim.event_id}")
+            self._active[task] = claim
+            task.add_done_callback(self._forget)
+        if drained and not self._stopping:
+            # Nothing more is due now: sleep until an event is committed or the next one falls due.
+            await self._store.wait_for_work(next_due)
+
+    def _forget(self, task: asyncio.Task[None]) -> None:
+        self._active.pop(task, None)
+        self._slot_freed.set()
+
+    async def _process(self, claim: Claim) -> None:
+        extra = {"event_id": claim.event_id, "attempt": claim.attempt}
+        try:
+            await self._handler(Delivery(claim.event_id, claim.payload, claim.attempt))
+        except PermanentError as exc:
+            log.warning("permanent error, event failed: %s", _describe(exc), extra=extra)
+            await self._record(self._store.fail(claim, _describe(exc)), claim)
+        except Exception as exc:
+            if claim.attempt >= self._max_attempts:
+                log.warning("attempt failed, no attempts left, event failed: %s", _describe(exc), extra=extra)
+                await self._record(self._store.fail(claim, _describe(exc)), claim)
+            else:
+                delay = self._backoff.delay(claim.attempt)
+                log.info("attempt failed, retrying in %.3fs: %s", delay, _describe(exc), extra=extra)
+                await self._record(self._store.retry(claim, _describe(exc), delay), claim)
+        else:
+            await self._record(self._store.complete(claim), claim)
+            log.debug("event processed", extra=extra)
+
+    async def _record(self, outcome: Awaitable[bool], claim: Claim) -> None:
+        """Await a fenced state change; a lost claim or a store failure leaves the event to its lease."""
+        extra = {"event_id": claim.event_id, "attempt": claim.attempt}
+        try:
+            changed = await outcome
+        except StoreUnavailable as exc:
+            log.error("could not record the outcome; the event will run again after its lease: %s", exc, extra=extra)
+            return
+        if not changed:
+            log.warning("claim was lost before the outcome was recorded (lease expired?)", extra=extra)
+
+    async def _renew_loop(self) -> None:
+        interval = self._lease_seconds / 3
+        while True:
+            await asyncio.sleep(interval)
+            tokens = {claim.token for claim in self._active.values()}
+            try:
+                await self._store.renew(tokens, self._lease_seconds)
+            except StoreUnavailable as exc:
+                log.warning("could not renew leases: %s", exc)
+
+
+def _describe(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return text[:MAX_ERROR_CHARS]
