@@ -131,7 +131,9 @@ class SettingSpec:
     @property
     def default(self) -> str:
         value = _DEFAULTS[self.field]
-        return "(by ENV)" if value is None else str(value)
+        if value is None:
+            return "(by ENV)"
+        return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 SETTINGS: tuple[SettingSpec, ...] = (
