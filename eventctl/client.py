@@ -6,14 +6,15 @@ attached, body as it came) or ``ServiceUnreachable`` when no answer arrived in t
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
-from urllib.parse import quote
 
 import httpx
 import orjson
 
+from eventctl.domain import TERMINAL_STATUSES, event_path
 from eventctl.errors import EventctlError
 
 DEFAULT_URL = "http://127.0.0.1:8080"
@@ -59,6 +60,10 @@ class ServiceUnreachable(EventctlError):
     """No answer: the service could not be reached, or it did not answer in time."""
 
 
+class WaitTimedOut(EventctlError):
+    """An event did not reach a final status within the time given to wait for it."""
+
+
 class EventctlClient:
     """Calls one eventctl service. Use it as a context manager, or call ``close``."""
 
@@ -90,9 +95,34 @@ class EventctlClient:
             body["payload"] = payload
         return self._call("POST", "/events", content=orjson.dumps(body))
 
+    def send_body(self, body: bytes) -> Reply:
+        """``POST /events`` with a body exactly as given (one line of a JSONL file, say)."""
+        return self._call("POST", "/events", content=body)
+
     def status(self, event_id: str) -> Reply:
         """``GET /events/{event_id}``."""
         return self._call("GET", event_path(event_id))
+
+    def list_events(self, status: str | None = None, limit: int | None = None, cursor: str | None = None) -> Reply:
+        """``GET /events``: one page, newest first; pass the reply's ``next_cursor`` for the next."""
+        params = {key: value for key, value in (("status", status), ("limit", limit), ("cursor", cursor)) if value}
+        return self._call("GET", "/events", params=params)
+
+    def replay(self, event_id: str) -> Reply:
+        """``POST /events/{event_id}/replay``: a failed event back to accepted."""
+        return self._call("POST", event_path(event_id) + "/replay")
+
+    def wait_until_final(self, event_id: str, *, timeout: float, poll_seconds: float = 0.2) -> Reply:
+        """Follow an event until it is ``processed`` or ``failed``; raise ``WaitTimedOut`` after ``timeout``
+        seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            reply = self.status(event_id)
+            if reply.json().get("status") in TERMINAL_STATUSES:
+                return reply
+            if time.monotonic() >= deadline:
+                raise WaitTimedOut(f"{event_id!r} is still {reply.json().get('status')} after {timeout:g}s")
+            time.sleep(poll_seconds)
 
     def health(self) -> Reply:
         return self._call("GET", "/health")
@@ -100,10 +130,12 @@ class EventctlClient:
     def ready(self) -> Reply:
         return self._call("GET", "/ready")
 
-    def _call(self, method: str, path: str, *, content: bytes | None = None) -> Reply:
+    def _call(
+        self, method: str, path: str, *, content: bytes | None = None, params: dict[str, Any] | None = None
+    ) -> Reply:
         headers = {"Content-Type": "application/json"} if content is not None else None
         try:
-            response = self._http.request(method, path, content=content, headers=headers)
+            response = self._http.request(method, path, content=content, headers=headers, params=params)
         except httpx.TimeoutException as exc:
             raise ServiceUnreachable(f"{self._http.base_url} did not answer in time ({type(exc).__name__})") from exc
         except httpx.TransportError as exc:
@@ -112,8 +144,3 @@ class EventctlClient:
         if response.status_code >= 400:
             raise ServiceError(reply)
         return reply
-
-
-def event_path(event_id: str) -> str:
-    """The URL path of an event; any character of the id is allowed, so all are percent-encoded."""
-    return "/events/" + quote(event_id, safe="")

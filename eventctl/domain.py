@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from datetime import datetime
+from urllib.parse import quote
 
 
 class Status(enum.StrEnum):
@@ -44,3 +45,17 @@ class Claim:
     payload: bytes
     attempt: int
     token: int
+
+
+@dataclass(frozen=True, slots=True)
+class EventPage:
+    """One page of a listing, newest first. ``next_before`` continues it; ``None`` means it was the last."""
+
+    items: list[Event]
+    next_before: int | None
+
+
+def event_path(event_id: str) -> str:
+    """The URL path of an event. Any printable character may be in an id, so all are percent-encoded,
+    ``/`` included: the server's ``Location`` and the client's requests use this one spelling."""
+    return "/events/" + quote(event_id, safe="")

@@ -10,7 +10,8 @@ import logging
 import time
 
 from eventctl.errors import StoreUnavailable
-from eventctl.handlers import SleepHandler
+from eventctl.handlers import Handler, load_handler
+from eventctl.retention import Pruner
 from eventctl.settings import Settings
 from eventctl.store import Store, open_store
 from eventctl.worker import Backoff, Worker
@@ -26,7 +27,9 @@ class Service:
         self._started_at = time.monotonic()
         self._draining = False
         self._store: Store | None = None
+        self._handler: Handler | None = None
         self._worker: Worker | None = None
+        self._pruner: Pruner | None = None
 
     @property
     def store(self) -> Store:
@@ -45,18 +48,22 @@ class Service:
 
     async def start(self) -> None:
         settings = self.settings
+        self._handler = load_handler(settings)
         store = open_store(settings.database_url)
         await store.open()
         self._store = store
         self._worker = Worker(
             store,
-            SleepHandler(settings.processing_delay_ms),
+            self._handler,
             concurrency=settings.worker_concurrency,
             max_attempts=settings.max_attempts,
             backoff=Backoff(settings.retry_backoff_ms / 1000, settings.retry_backoff_max_ms / 1000),
             lease_seconds=settings.lease_seconds,
         )
         self._worker.start()
+        if settings.retention > 0:
+            self._pruner = Pruner(store, settings.retention)
+            self._pruner.start()
 
     async def is_ready(self) -> bool:
         """Ready when not draining, the worker runs and the store answers."""
@@ -81,5 +88,10 @@ class Service:
 
     async def close(self) -> None:
         await self.drain()
+        if self._pruner is not None:
+            await self._pruner.stop()
         if self._store is not None:
             await self._store.close()
+        close_handler = getattr(self._handler, "aclose", None)  # a handler may hold connections
+        if close_handler is not None:
+            await close_handler()

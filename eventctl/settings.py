@@ -6,11 +6,16 @@ override environment variables; a bad value raises ``ConfigError`` with one line
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
+from eventctl.durations import parse_duration
 from eventctl.errors import ConfigError
 
 Env = Literal["dev", "staging", "prod"]
@@ -25,7 +30,11 @@ class Settings:
     port: int = 8080
     env: Env = "dev"
     database_url: str = "sqlite:///eventctl.db"
+    handler: str = "sleep"
     processing_delay_ms: int = 1000
+    webhook_url: str | None = None
+    webhook_secret: str | None = dataclasses.field(default=None, repr=False)
+    webhook_timeout_s: float = 10.0
     worker_concurrency: int = 16
     max_attempts: int = 5
     retry_backoff_ms: int = 1000
@@ -33,6 +42,7 @@ class Settings:
     lease_seconds: float = 30.0
     shutdown_timeout_s: float = 10.0
     max_body_bytes: int = 1_048_576
+    retention: float = 7 * 86_400.0  # seconds; 0 keeps processed events forever
     log_level: str = "info"
     log_format: LogFormat | None = None  # None: console in dev, json in staging and prod
 
@@ -62,6 +72,8 @@ class Settings:
         return settings
 
     def _check_consistency(self) -> None:
+        if self.handler == "webhook" and not (self.webhook_url and self.webhook_secret):
+            raise ConfigError("invalid HANDLER=webhook: WEBHOOK_URL and WEBHOOK_SECRET must both be set")
         if self.retry_backoff_max_ms < self.retry_backoff_ms:
             raise ConfigError(
                 f"invalid RETRY_BACKOFF_MAX_MS={self.retry_backoff_max_ms}: "
@@ -112,6 +124,36 @@ def _text(raw: str) -> str:
     return value
 
 
+def _handler(raw: str) -> str:
+    value = raw.strip()
+    if value in ("sleep", "webhook") or re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", value):
+        return value
+    raise ValueError("expected sleep, webhook, or package.module:function")
+
+
+def _http_url(raw: str) -> str:
+    value = raw.strip()
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError("expected an http:// or https:// URL")
+    return value
+
+
+def _webhook_secret(raw: str) -> str:
+    value = raw.strip()
+    encoded = value.removeprefix("whsec_")
+    try:
+        if len(base64.b64decode(encoded + "==", validate=True)) < 16:
+            raise ValueError
+    except (ValueError, binascii.Error):
+        raise ValueError("expected whsec_ followed by at least 16 base64-encoded random bytes") from None
+    return value
+
+
+def _retention(raw: str) -> float:
+    return parse_duration(raw)
+
+
 @dataclass(frozen=True, slots=True)
 class SettingSpec:
     """How one setting is named, parsed and explained."""
@@ -119,6 +161,7 @@ class SettingSpec:
     env: str
     parse: Callable[[str], Any]
     help: str
+    shown_default: str | None = None  # how the default reads in help and README, where str() would mislead
 
     @property
     def field(self) -> str:
@@ -130,9 +173,11 @@ class SettingSpec:
 
     @property
     def default(self) -> str:
+        if self.shown_default is not None:
+            return self.shown_default
         value = _DEFAULTS[self.field]
         if value is None:
-            return "(by ENV)"
+            return "unset"
         return f"{value:g}" if isinstance(value, float) else str(value)
 
 
@@ -141,7 +186,11 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("PORT", _integer(0, 65535), "HTTP port; 0 picks a free one and logs it."),
     SettingSpec("ENV", _choice("dev", "staging", "prod"), "Deployment environment: dev, staging or prod."),
     SettingSpec("DATABASE_URL", _text, "Store: sqlite:///path.db or memory:// (kept in memory only)."),
+    SettingSpec("HANDLER", _handler, "What processing is: sleep, webhook, or package.module:function."),
     SettingSpec("PROCESSING_DELAY_MS", _integer(0, 3_600_000), "How long the sleep handler works on an event."),
+    SettingSpec("WEBHOOK_URL", _http_url, "Where the webhook handler POSTs each event."),
+    SettingSpec("WEBHOOK_SECRET", _webhook_secret, "Standard Webhooks signing secret (whsec_...)."),
+    SettingSpec("WEBHOOK_TIMEOUT_S", _seconds(0.1, 600), "How long the webhook handler waits for an answer."),
     SettingSpec("WORKER_CONCURRENCY", _integer(1, 10_000), "Events processed at once by this process."),
     SettingSpec("MAX_ATTEMPTS", _integer(1, 1000), "Attempts before an event is failed (dead-lettered)."),
     SettingSpec("RETRY_BACKOFF_MS", _integer(0, 86_400_000), "Base of the exponential retry backoff."),
@@ -149,8 +198,11 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("LEASE_SECONDS", _seconds(1, 86_400), "How long a claim lasts unless its worker renews it."),
     SettingSpec("SHUTDOWN_TIMEOUT_S", _seconds(0, 3600), "Grace for running handlers on SIGTERM or SIGINT."),
     SettingSpec("MAX_BODY_BYTES", _integer(64, 1 << 30), "Largest accepted request body (413 above it)."),
+    SettingSpec("RETENTION", _retention, "How long processed events are kept (e.g. 7d, 12h); 0 keeps them.", "7d"),
     SettingSpec("LOG_LEVEL", _choice("debug", "info", "warning", "error"), "Least severe level logged."),
-    SettingSpec("LOG_FORMAT", _choice("console", "json"), "console (default in dev) or json (staging, prod)."),
+    SettingSpec(
+        "LOG_FORMAT", _choice("console", "json"), "console (default in dev) or json (staging, prod).", "by ENV"
+    ),
 )
 
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(Settings)}

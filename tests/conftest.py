@@ -11,11 +11,14 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
+ROOT = Path(__file__).parent.parent
 STARTUP_TIMEOUT_SECONDS = 30
+SCRIPTED = "tests.scripted_handlers:scripted"  # see tests/scripted_handlers.py
 LISTENING = re.compile(r"eventctl listening on (http://\S+)")
 
 
@@ -74,6 +77,8 @@ class ServerFactory:
             "DATABASE_URL": self.database_url,
             "PROCESSING_DELAY_MS": "0",
             "LOG_LEVEL": "info",
+            # so that HANDLER=tests.scripted_handlers:... imports from the server's temporary directory
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
         }
         env.update({key: str(value) for key, value in settings.items()})
         log_path = self.directory / f"server-{len(self._started)}.log"
@@ -135,6 +140,13 @@ def wait_until(condition: Callable[[], bool], timeout: float = 30, message: str 
 def event_status(client: httpx.Client, event_id: str) -> str | None:
     response = client.get(f"/events/{event_id}")
     return response.json()["status"] if response.status_code == 200 else None
+
+
+def wait_for_status(client: httpx.Client, event_id: str, *statuses: str, timeout: float = 30) -> dict[str, Any]:
+    """Poll until the event has one of ``statuses``; return it."""
+    wait_until(lambda: event_status(client, event_id) in statuses, timeout, f"{event_id} to be {'/'.join(statuses)}")
+    event: dict[str, Any] = client.get(f"/events/{event_id}").json()
+    return event
 
 
 @pytest.fixture

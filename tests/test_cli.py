@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ServerFactory, ServerProcess, wait_until
+from tests.conftest import SCRIPTED, ServerFactory, ServerProcess, wait_until
 
 
 def eventctl(
@@ -163,3 +163,101 @@ def test_missing_arguments_are_usage_errors() -> None:
 def test_help_does_not_import_the_server_stack() -> None:
     probe = "import sys, eventctl.cli; sys.exit(int(any(m in sys.modules for m in ('fastapi', 'uvicorn'))))"
     assert subprocess.run([sys.executable, "-c", probe], timeout=60).returncode == 0
+
+
+@pytest.fixture(scope="module")
+def scripted_server(shared_servers: ServerFactory) -> ServerProcess:
+    return shared_servers.start(
+        DATABASE_URL="memory://", HANDLER=SCRIPTED, MAX_ATTEMPTS=2, RETRY_BACKOFF_MS=10, RETRY_BACKOFF_MAX_MS=10
+    )
+
+
+def test_send_wait_follows_the_event_to_processed_and_exits_0(scripted_server: ServerProcess) -> None:
+    result = eventctl("send", "w_ok", "--payload", '{"fail_times": 1}', "--wait", url=scripted_server.url)
+    assert result.returncode == 0, result.stderr
+    assert "processed" in result.stdout
+    as_json = eventctl("send", "w_ok_json", "--wait", "--json", url=scripted_server.url)
+    assert json.loads(as_json.stdout)["status"] == "processed"
+
+
+def test_send_wait_exits_1_when_the_event_fails(scripted_server: ServerProcess) -> None:
+    result = eventctl("send", "w_bad", "--payload", '{"permanent": true}', "--wait", url=scripted_server.url)
+    assert result.returncode == 1
+    assert "failed" in result.stdout
+    assert "PermanentError" in result.stdout
+
+
+def test_events_lists_newest_first_and_filters_by_status(scripted_server: ServerProcess) -> None:
+    for name in ("l_one", "l_two"):
+        eventctl("send", name, "--payload", '{"permanent": true}', "--wait", url=scripted_server.url)
+    listed = json.loads(eventctl("events", "--status", "failed", "--json", url=scripted_server.url).stdout)
+    ids = [item["event_id"] for item in listed["items"]]
+    assert ids.index("l_two") < ids.index("l_one")
+    assert {item["status"] for item in listed["items"]} == {"failed"}
+    table = eventctl("events", "--status", "failed", "--limit", "1", url=scripted_server.url)
+    assert table.returncode == 0
+    assert "failed" in table.stdout
+    assert "--cursor" in table.stdout
+    assert eventctl("events", "--status", "bogus", url=scripted_server.url).returncode == 1
+
+
+def test_replay_puts_a_failed_event_back_and_refuses_others(scripted_server: ServerProcess, tmp_path: Path) -> None:
+    fixed = tmp_path / "fixed"
+    payload = json.dumps({"fail_unless_exists": str(fixed)})
+    eventctl("send", "r_one", "--payload", payload, "--wait", url=scripted_server.url)
+    fixed.touch()
+    result = eventctl("replay", "r_one", url=scripted_server.url)
+    assert result.returncode == 0, result.stderr
+    wait_until(lambda: scripted_server.client.get("/events/r_one").json()["status"] == "processed")
+    again = eventctl("replay", "r_one", "--json", url=scripted_server.url)
+    assert again.returncode == 1
+    assert json.loads(again.stdout)["event_status"] == "processed"
+    assert eventctl("replay", url=scripted_server.url).returncode == 2
+
+
+def test_replay_all_failed_replays_every_failed_event(scripted_server: ServerProcess, tmp_path: Path) -> None:
+    fixed = tmp_path / "fixed"
+    payload = json.dumps({"fail_unless_exists": str(fixed)})
+    for i in range(3):
+        eventctl("send", f"ra_{i}", "--payload", payload, "--wait", url=scripted_server.url)
+    fixed.touch()
+    result = eventctl("replay", "--all-failed", "--json", url=scripted_server.url)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["replayed"] >= 3
+    for i in range(3):
+        wait_until(lambda i=i: scripted_server.client.get(f"/events/ra_{i}").json()["status"] == "processed")
+
+
+def test_send_file_reports_a_malformed_line_by_number_and_sends_the_rest(
+    scripted_server: ServerProcess, tmp_path: Path
+) -> None:
+    events = tmp_path / "events.jsonl"
+    events.write_text(
+        '{"event_id": "file_1", "payload": {"n": 1}}\n'
+        "\n"
+        "{this is not json\n"
+        '{"event_id": "file_2"}\n'
+        '{"payload": "no id"}\n'
+        '{"event_id": "file_1"}\n'
+    )
+    result = eventctl("send", "--file", str(events), url=scripted_server.url)
+    assert result.returncode == 1
+    assert "line 3" in result.stderr
+    assert "line 5" in result.stderr
+    assert "line 6" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "accepted" in result.stdout
+    assert "malformed" in result.stdout
+    for event_id in ("file_1", "file_2"):
+        assert scripted_server.client.get(f"/events/{event_id}").status_code == 200
+
+
+def test_send_file_with_wait_and_json_gives_one_line_per_event(scripted_server: ServerProcess, tmp_path: Path) -> None:
+    events = tmp_path / "events.jsonl"
+    events.write_text("".join(f'{{"event_id": "fw_{i}", "payload": {{"fail_times": 1}}}}\n' for i in range(20)))
+    result = eventctl("send", "--file", str(events), "--wait", "--json", url=scripted_server.url)
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [line["line"] for line in lines] == list(range(1, 21))
+    assert {line["outcome"] for line in lines} == {"processed"}
+    assert {line["body"]["attempts"] for line in lines} == {2}

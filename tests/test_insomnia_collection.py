@@ -21,6 +21,8 @@ EXPECTED_STATUS = {
     "POST /events - Missing event_id": 400,
     "POST /events - Invalid JSON": 400,
     "GET /events/{event_id} - Status": 200,
+    "GET /events - List": 200,
+    "POST /events/{event_id}/replay - Replay": 409,
 }
 
 

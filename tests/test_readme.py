@@ -20,5 +20,5 @@ def test_every_setting_is_in_the_readme_table_with_its_default() -> None:
     for spec in SETTINGS:
         row = next((line for line in README.splitlines() if line.startswith(f"| `{spec.env}` |")), None)
         assert row is not None, f"{spec.env} is missing from the README's settings table"
-        expected = "by `ENV`" if spec.default == "(by ENV)" else f"`{spec.default}`"
+        expected = "unset" if spec.default == "unset" else f"`{spec.default}`"
         assert expected in row, f"{spec.env}: the README's default disagrees with the code ({spec.default})"

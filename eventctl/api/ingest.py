@@ -7,13 +7,13 @@ and answers 202 only after the store committed the event. Its OpenAPI descriptio
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import quote
 
 import orjson
 from starlette.types import Message, Receive, Scope, Send
 
 from eventctl.api.problems import PROBLEM_MEDIA_TYPE, RETRY_AFTER_SECONDS, problem_body
 from eventctl.api.schemas import MAX_EVENT_ID_LENGTH
+from eventctl.domain import event_path
 from eventctl.errors import StoreUnavailable
 from eventctl.service import Service
 
@@ -73,12 +73,11 @@ class IngestEndpoint:
                 event_status=existing.status,
                 payload_matches=_same_json(existing.payload, payload),
             )
-        location = b"/events/" + quote(event_id, safe="").encode()
         return (
             202,
             _JSON,
             orjson.dumps({"event_id": event_id, "status": "accepted"}),
-            [(b"location", location)],
+            [(b"location", event_path(event_id).encode())],
         )
 
     async def _read_body(self, scope: Scope, receive: Receive) -> bytes | None:

@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from eventctl.api.problems import PROBLEM_MEDIA_TYPE, problem_response
-from eventctl.api.schemas import EventOut, Health, Problem, Readiness
-from eventctl.domain import Event
+from eventctl.api.schemas import EventAccepted, EventList, EventOut, Health, Problem, Readiness
+from eventctl.domain import Event, Status, event_path
 from eventctl.durations import format_go_duration
 from eventctl.service import Service
 
 router = APIRouter()
+
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 500
 
 _PROBLEM = {"model": Problem, "content": {PROBLEM_MEDIA_TYPE: {}}}
 
@@ -34,6 +39,18 @@ def rfc3339(moment: datetime | None) -> str | None:
     return None if moment is None else moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
+def encode_cursor(position: int) -> str:
+    return base64.urlsafe_b64encode(f"v1:{position}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int | None:
+    try:
+        version, _, position = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    return int(position) if version == "v1" and position.isdigit() else None
+
+
 def event_document(event: Event) -> dict[str, Any]:
     """The JSON shape of a stored event; the payload is passed through as stored, not re-parsed."""
     return {
@@ -47,6 +64,57 @@ def event_document(event: Event) -> dict[str, Any]:
         "next_attempt_at": rfc3339(event.next_attempt_at),
         "last_error": event.last_error,
     }
+
+
+@router.get(
+    "/events",
+    summary="Events, newest first, a page at a time",
+    response_model=EventList,
+    responses={400: {**_PROBLEM, "description": "A query parameter is not valid."}, 503: _PROBLEM},
+)
+async def list_events(
+    request: Request,
+    status: Annotated[Status | None, Query(description="Only events with this status.")] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="Page size.")] = DEFAULT_PAGE_SIZE,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page.")] = None,
+) -> Response:
+    before = None
+    if cursor is not None:
+        before = decode_cursor(cursor)
+        if before is None:
+            errors = [{"detail": "not a cursor this service returned", "pointer": "#/query/cursor"}]
+            return problem_response(400, "invalid-request", "the cursor is not valid", errors=errors)
+    page = await _service(request).store.list_events(status, limit, before)
+    next_cursor = None if page.next_before is None else encode_cursor(page.next_before)
+    return _json({"items": [event_document(event) for event in page.items], "next_cursor": next_cursor})
+
+
+@router.post(
+    "/events/{event_id:path}/replay",
+    summary="Put a failed event back to accepted, attempts reset",
+    status_code=202,
+    response_model=EventAccepted,
+    responses={
+        404: {**_PROBLEM, "description": "No event has this id."},
+        409: {**_PROBLEM, "description": "The event is not failed (see event_status)."},
+        503: _PROBLEM,
+    },
+)
+async def replay_event(event_id: str, request: Request) -> Response:
+    before = await _service(request).store.replay(event_id)
+    if before is None:
+        return problem_response(404, "event-not-found", f"no event has id {event_id!r}", event_id=event_id)
+    if before is not Status.FAILED:
+        return problem_response(
+            409,
+            "event-not-failed",
+            f"only failed events can be replayed; {event_id!r} is {before}",
+            event_id=event_id,
+            event_status=before,
+        )
+    response = _json({"event_id": event_id, "status": "accepted"}, status_code=202)
+    response.headers["location"] = event_path(event_id)
+    return response
 
 
 @router.get(

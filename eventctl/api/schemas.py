@@ -42,6 +42,11 @@ class EventOut(BaseModel):
     last_error: str | None
 
 
+class EventList(BaseModel):
+    items: list[EventOut]
+    next_cursor: str | None = Field(description="Pass as cursor to get the next page; null on the last page.")
+
+
 class Health(BaseModel):
     status: Literal["ok"]
     uptime: str = Field(description="Time since start in Go duration style, e.g. 5m32s.")

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
 from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from eventctl.client import Reply
@@ -23,6 +26,12 @@ STATUS_STYLES = {
     "ready": "green",
     "not ready": "bold red",
     "ok": "green",
+    "duplicate": "yellow",
+    "refused": "bold red",
+    "malformed": "bold red",
+    "unreachable": "bold red",
+    "still waiting": "yellow",
+    "replayed": "cyan",
 }
 
 
@@ -34,9 +43,25 @@ def raw(reply: Reply) -> None:
     sys.stdout.flush()
 
 
+def json_line(value: Any) -> None:
+    sys.stdout.write(orjson.dumps(value).decode() + "\n")
+
+
+def progress(hidden: bool) -> Progress:
+    """A progress bar on stderr, so that stdout stays clean for --json."""
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        disable=hidden,
+    )
+
+
 def error_line(name: str, message: str) -> None:
     """One line on stderr, ``Name: message``, in red."""
-    err.print(f"[bold red]{name}:[/] {message}", markup=True)
+    err.print(f"[bold red]{name}:[/] {escape(message)}")
 
 
 def styled_status(status: str) -> str:
@@ -44,7 +69,8 @@ def styled_status(status: str) -> str:
 
 
 def accepted(body: dict[str, Any], location: str | None) -> None:
-    out.print(f"{styled_status(body['status'])} {body['event_id']}" + (f"  ({location})" if location else ""))
+    suffix = f"  ({escape(location)})" if location else ""
+    out.print(f"{styled_status(body['status'])} {escape(body['event_id'])}{suffix}")
 
 
 def event(body: dict[str, Any]) -> None:
@@ -57,8 +83,31 @@ def event(body: dict[str, Any]) -> None:
         elif key == "status":
             shown = styled_status(value)
         else:
-            shown = "-" if value is None else str(value)
+            shown = "-" if value is None else escape(str(value))
         table.add_row(key, shown)
+    out.print(table)
+
+
+def event_list(body: dict[str, Any]) -> None:
+    table = Table("event_id", "status", "attempts", "received_at", "next_attempt_at", "last_error")
+    for item in body["items"]:
+        table.add_row(
+            escape(item["event_id"]),
+            styled_status(item["status"]),
+            str(item["attempts"]),
+            item["received_at"],
+            item["next_attempt_at"] or "-",
+            escape(item["last_error"] or "-"),
+        )
+    out.print(table)
+    if body["next_cursor"]:
+        out.print(f"more: --cursor {body['next_cursor']}")
+
+
+def counts(title: str, rows: Mapping[str, int]) -> None:
+    table = Table("outcome", "events", title=title)
+    for name, count in rows.items():
+        table.add_row(styled_status(name), str(count))
     out.print(table)
 
 

@@ -15,8 +15,9 @@ import abc
 import asyncio
 import contextlib
 from collections.abc import Collection
+from datetime import datetime
 
-from eventctl.domain import Claim, Event
+from eventctl.domain import Claim, Event, EventPage, Status
 
 
 class Store(abc.ABC):
@@ -47,6 +48,22 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def get(self, event_id: str) -> Event | None:
         """The event with this id, or ``None``."""
+
+    @abc.abstractmethod
+    async def list_events(self, status: Status | None, limit: int, before: int | None) -> EventPage:
+        """Up to ``limit`` events, newest first, optionally of one ``status``, older than the ``before``
+        position that a previous page returned as ``next_before``."""
+
+    @abc.abstractmethod
+    async def replay(self, event_id: str) -> Status | None:
+        """Put a ``failed`` event back to ``accepted`` with its attempts reset.
+
+        Returns the status the event had (``FAILED`` means it was replayed), or ``None`` if it is unknown.
+        """
+
+    @abc.abstractmethod
+    async def prune_processed(self, processed_before: datetime, limit: int) -> int:
+        """Delete up to ``limit`` events processed before ``processed_before``; return how many went."""
 
     @abc.abstractmethod
     async def claim(self, limit: int, lease_seconds: float) -> list[Claim]:

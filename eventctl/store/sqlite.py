@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import IO, Any, TypeVar
 
-from eventctl.domain import Claim, Event, Status
+from eventctl.domain import Claim, Event, EventPage, Status
 from eventctl.errors import ConfigError, StoreUnavailable
 from eventctl.store.base import Store
 from eventctl.store.sqlite_schema import migrate
@@ -159,6 +159,55 @@ class SqliteStore(Store):
             return None if row is None else _row_to_event(row)
 
         return await self._read(select)
+
+    async def list_events(self, status: Status | None, limit: int, before: int | None) -> EventPage:
+        conditions: list[str] = []
+        params: list[str | int] = []
+        if status is not None:
+            conditions.append("status = ?")
+            params.append(str(status))
+        if before is not None:
+            conditions.append("seq < ?")
+            params.append(before)
+        where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
+        statement = f"SELECT seq, {_EVENT_COLUMNS} FROM events {where} ORDER BY seq DESC LIMIT ?"
+
+        def select(conn: sqlite3.Connection) -> EventPage:
+            rows = conn.execute(statement, (*params, limit + 1)).fetchall()
+            items = [_row_to_event(row[1:]) for row in rows[:limit]]
+            return EventPage(items, rows[limit - 1][0] if len(rows) > limit else None)
+
+        return await self._read(select)
+
+    async def replay(self, event_id: str) -> Status | None:
+        def replay(conn: sqlite3.Connection) -> Status | None:
+            now = _now_us()
+            replayed = conn.execute(
+                f"UPDATE events SET status = '{Status.ACCEPTED}', attempts = 0, due_at = ?, updated_at = ?,"
+                f" processed_at = NULL WHERE event_id = ? AND status = '{Status.FAILED}'",
+                (now, now, event_id),
+            ).rowcount
+            if replayed:
+                return Status.FAILED
+            row = conn.execute("SELECT status FROM events WHERE event_id = ?", (event_id,)).fetchone()
+            return None if row is None else Status(row[0])
+
+        before = await self._writer.run(replay)
+        if before is Status.FAILED:
+            self.notify_work()
+        return before
+
+    async def prune_processed(self, processed_before: datetime, limit: int) -> int:
+        cutoff = int(processed_before.timestamp() * 1_000_000)
+
+        def delete(conn: sqlite3.Connection) -> int:
+            return conn.execute(
+                "DELETE FROM events WHERE seq IN (SELECT seq FROM events"
+                f" WHERE status = '{Status.PROCESSED}' AND processed_at < ? ORDER BY processed_at LIMIT ?)",
+                (cutoff, limit),
+            ).rowcount
+
+        return await self._writer.run(delete)
 
     async def claim(self, limit: int, lease_seconds: float) -> list[Claim]:
         token = random.getrandbits(62)

@@ -22,6 +22,7 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX events_due ON events (due_at) WHERE due_at IS NOT NULL;
     CREATE INDEX events_status_seq ON events (status, seq);
+    CREATE INDEX events_processed_at ON events (processed_at) WHERE status = 'processed';
     """,
 )
 

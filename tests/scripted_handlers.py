@@ -1,0 +1,62 @@
+"""Handlers for tests, loaded by real servers through ``HANDLER=tests.scripted_handlers:<name>``.
+
+They are stateless: each event's payload says how it behaves, so behaviour survives restarts and kills.
+Payload keys: ``fail_times`` (fail the first n attempts), ``permanent`` (raise PermanentError),
+``fail_unless_exists`` (fail while that file is missing), ``sleep_s`` (work this long first, on the first
+``sleep_attempts`` attempts, default all). With ``ATTEMPT_LOG`` set, each attempt appends a JSON line
+``{"event_id", "attempt", "time"}`` to that file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from typing import Any
+
+import orjson
+
+from eventctl import Delivery, PermanentError
+
+
+def _record(delivery: Delivery) -> None:
+    log_path = os.environ.get("ATTEMPT_LOG")
+    if log_path:
+        entry = {"event_id": delivery.event_id, "attempt": delivery.attempt, "time": time.time()}
+        with open(log_path, "ab") as log:
+            log.write(orjson.dumps(entry) + b"\n")
+
+
+def _script(delivery: Delivery) -> dict[str, Any]:
+    payload = delivery.payload
+    return payload if isinstance(payload, dict) else {}
+
+
+def _sleep_seconds(delivery: Delivery) -> float:
+    script = _script(delivery)
+    if delivery.attempt > script.get("sleep_attempts", delivery.attempt):
+        return 0.0
+    return float(script.get("sleep_s", 0))
+
+
+def _verdict(delivery: Delivery) -> None:
+    script = _script(delivery)
+    if "fail_unless_exists" in script and not os.path.exists(script["fail_unless_exists"]):
+        raise RuntimeError(f"{script['fail_unless_exists']} does not exist yet")
+    if script.get("permanent"):
+        raise PermanentError("this event can never succeed")
+    if delivery.attempt <= script.get("fail_times", 0):
+        raise RuntimeError(f"scripted failure on attempt {delivery.attempt}")
+
+
+async def scripted(delivery: Delivery) -> None:
+    _record(delivery)
+    await asyncio.sleep(_sleep_seconds(delivery))
+    _verdict(delivery)
+
+
+def scripted_sync(delivery: Delivery) -> None:
+    """The same, as a plain function: the server runs it in a thread."""
+    _record(delivery)
+    time.sleep(_sleep_seconds(delivery))
+    _verdict(delivery)
