@@ -6,12 +6,13 @@ from __future__ import annotations
 import collections
 import itertools
 import statistics
+import time
 from pathlib import Path
 
 import orjson
 import pytest
 
-from tests.conftest import SCRIPTED, ServerFactory, wait_for_status
+from tests.conftest import SCRIPTED, ServerFactory, wait_for_status, wait_until
 
 
 @pytest.mark.parametrize("handler", [SCRIPTED, "tests.scripted_handlers:scripted_sync"])
@@ -126,18 +127,22 @@ def test_restart_while_retrying_retries_after_the_restart_with_attempts_counted_
     servers: ServerFactory, tmp_path: Path
 ) -> None:
     attempt_log = tmp_path / "attempts.jsonl"
-    settings = {"HANDLER": SCRIPTED, "ATTEMPT_LOG": attempt_log, "RETRY_BACKOFF_MS": 1000, "RETRY_BACKOFF_MAX_MS": 1000}
+    settings = {"HANDLER": SCRIPTED, "ATTEMPT_LOG": attempt_log, "RETRY_BACKOFF_MS": 2000, "RETRY_BACKOFF_MAX_MS": 2000}
     server = servers.start(**settings)
     server.client.post("/events", json={"event_id": "persistent", "payload": {"fail_times": 2}})
-    wait_for_status(server.client, "persistent", "retrying", "processing")
+    wait_until(lambda: attempt_log.exists(), message="the first attempt to run")
     server.kill()
-    attempts_before_restart = len(_attempt_times(attempt_log)["persistent"])
+    killed_at = time.time()
 
     restarted = servers.start(**settings)
     event = wait_for_status(restarted.client, "persistent", "processed")
-    assert event["attempts"] == 3
-    assert len(_attempt_times(attempt_log)["persistent"]) == 3
-    assert attempts_before_restart < 3, "every attempt ran before the kill: the restart proved nothing"
+    assert event["attempts"] == 3  # not reset by the restart
+    attempts = [orjson.loads(line) for line in attempt_log.read_bytes().splitlines()]
+    assert attempts[0]["attempt"] == 1
+    assert attempts[0]["time"] < killed_at
+    # The final, successful attempt is the third, and it ran after the restart.
+    assert attempts[-1]["attempt"] == 3
+    assert attempts[-1]["time"] > killed_at
 
 
 def test_kill_9_during_a_slow_handler_runs_the_event_again_after_restart(servers: ServerFactory) -> None:
