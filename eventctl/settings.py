@@ -185,7 +185,11 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("HOST", _text, "Address to listen on (0.0.0.0 for all interfaces)."),
     SettingSpec("PORT", _integer(0, 65535), "HTTP port; 0 picks a free one and logs it."),
     SettingSpec("ENV", _choice("dev", "staging", "prod"), "Deployment environment: dev, staging or prod."),
-    SettingSpec("DATABASE_URL", _text, "Store: sqlite:///path.db or memory:// (kept in memory only)."),
+    SettingSpec(
+        "DATABASE_URL",
+        _text,
+        "Store: sqlite:///path.db, postgresql://user@host/db, or memory:// (kept in memory only).",
+    ),
     SettingSpec("HANDLER", _handler, "What processing is: sleep, webhook, or package.module:function."),
     SettingSpec("PROCESSING_DELAY_MS", _integer(0, 3_600_000), "How long the sleep handler works on an event."),
     SettingSpec("WEBHOOK_URL", _http_url, "Where the webhook handler POSTs each event."),

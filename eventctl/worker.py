@@ -22,7 +22,10 @@ from eventctl.store import Store
 log = logging.getLogger(__name__)
 
 STORE_RETRY_SECONDS = 1.0  # pause after the store failed to answer, before asking again
-MAX_ERROR_CHARS = 2000  # last_error keeps the start of a long message
+MAX_ERROR_CHARS = 2000
+# An event that is due but was not claimed is held by another instance's claim in flight: look again soon,
+# but not in a busy loop.
+MIN_WAIT_SECONDS = 0.01  # last_error keeps the start of a long message
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,8 +127,12 @@ class Worker:
             self._active[task] = claim
             task.add_done_callback(self._forget)
         if drained and not self._stopping:
-            # Nothing more is due now: sleep until an event is committed or the next one falls due.
-            await self._store.wait_for_work(next_due)
+            # Nothing more is due now: sleep until an event is committed or the next one falls due. The cap
+            # catches what no wake-up announces, such as the lease of another instance that died.
+            wait = (
+                self._lease_seconds if next_due is None else min(max(next_due, MIN_WAIT_SECONDS), self._lease_seconds)
+            )
+            await self._store.wait_for_work(wait)
 
     def _forget(self, task: asyncio.Task[None]) -> None:
         self._active.pop(task, None)

@@ -16,6 +16,10 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.postgres_support import pg_url, private_postgres
+
+__all__ = ["pg_url", "private_postgres"]  # fixtures, made visible to every test module
+
 ROOT = Path(__file__).parent.parent
 STARTUP_TIMEOUT_SECONDS = 30
 SCRIPTED = "tests.scripted_handlers:scripted"  # see tests/scripted_handlers.py

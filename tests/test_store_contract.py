@@ -17,8 +17,11 @@ pytestmark = pytest.mark.anyio
 LEASE = 30.0
 
 
-@pytest.fixture(params=["sqlite", "memory"])
+@pytest.fixture(params=["sqlite", "memory", "postgres"])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "postgres":
+        url: str = request.getfixturevalue("pg_url")
+        return url
     return f"sqlite:///{tmp_path / 'store.db'}" if request.param == "sqlite" else "memory://"
 
 
@@ -153,6 +156,8 @@ async def test_release_gives_claims_back_as_accepted_without_counting_the_attemp
 
 
 async def test_wait_for_work_returns_when_an_event_is_added(store: Store) -> None:
+    await asyncio.sleep(0.1)
+    await store.wait_for_work(0)  # consume any wake-up from opening (a PostgreSQL listener announces itself)
     waiter = asyncio.create_task(store.wait_for_work(None))
     await asyncio.sleep(0.05)
     assert not waiter.done()

@@ -6,6 +6,7 @@ and answers 202 only after the store committed the event. Its OpenAPI descriptio
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import orjson
@@ -16,6 +17,8 @@ from eventctl.api.schemas import MAX_EVENT_ID_LENGTH
 from eventctl.domain import event_path
 from eventctl.errors import StoreUnavailable
 from eventctl.service import Service
+
+log = logging.getLogger(__name__)
 
 _JSON = b"application/json"
 _EMPTY_PAYLOAD = b"{}"
@@ -31,7 +34,11 @@ class IngestEndpoint:
         self._max_body_bytes = service.settings.max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        status, media_type, body, headers = await self._answer(scope, receive)
+        try:
+            status, media_type, body, headers = await self._answer(scope, receive)
+        except Exception:  # a bug, not a dependency failure: still a problem document, never a bare trace
+            log.exception("unexpected error in POST /events")
+            status, media_type, body, headers = _problem(500, "internal-error", "an unexpected error occurred")
         await send(
             {
                 "type": "http.response.start",

@@ -67,6 +67,11 @@ def install_problem_handlers(app: FastAPI) -> None:
         ]
         return problem_response(400, "invalid-request", "the request is not valid", errors=errors)
 
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, exc: Exception) -> Response:
+        log.error("unexpected error", exc_info=exc)
+        return problem_response(500, "internal-error", "an unexpected error occurred")
+
     @app.exception_handler(StoreUnavailable)
     async def store_unavailable(_: Request, exc: StoreUnavailable) -> Response:
         log.warning("answering 503, the store is unavailable: %s", exc)

@@ -17,9 +17,15 @@ def open_store(url: str) -> Store:
 
     ``sqlite:///events.db`` commits with ``synchronous=FULL``; ``?synchronous=normal`` opts out of an
     fsync per commit (a power cut may then lose the last commits). ``memory://`` keeps nothing.
+    ``postgresql://user:password@host:port/database`` is shared by every instance that uses it; query
+    parameters other than libpq's connection options are set as server settings (``?search_path=...``).
     """
     from eventctl.store.sqlite import SqliteStore
 
+    if url.startswith(("postgresql://", "postgres://")):
+        from eventctl.store.postgres import PostgresStore  # imported only when used: asyncpg is not small
+
+        return PostgresStore(url)
     if url == "memory://":
         return SqliteStore(None)
     parts = urlsplit(url)
@@ -29,4 +35,6 @@ def open_store(url: str) -> Store:
         if synchronous not in _SYNCHRONOUS_MODES or set(query) - {"synchronous"}:
             raise ConfigError(f"invalid DATABASE_URL={url!r}: the only option is ?synchronous=full|normal")
         return SqliteStore(parts.path[1:], synchronous=synchronous)
-    raise ConfigError(f"invalid DATABASE_URL={url!r}: expected sqlite:///path/to/events.db or memory://")
+    raise ConfigError(
+        f"invalid DATABASE_URL={url!r}: expected sqlite:///path/to/events.db, postgresql://... or memory://"
+    )

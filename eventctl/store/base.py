@@ -101,7 +101,8 @@ class Store(abc.ABC):
         self._work_available.set()
 
     async def wait_for_work(self, max_wait: float | None) -> None:
-        """Return when ``notify_work`` was called since the last return, or after ``max_wait`` seconds."""
+        """Return when ``notify_work`` was called since the last return, or after ``max_wait`` seconds.
+        A wake-up may be spurious: callers look for work and wait again."""
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(max_wait):
                 await self._work_available.wait()

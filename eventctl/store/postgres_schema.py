@@ -1,0 +1,52 @@
+"""The PostgreSQL schema as numbered migrations, applied at start under an advisory lock.
+
+Several instances may start at once against an empty database: the first to take the lock creates the
+schema, the others wait for it and then find nothing left to do.
+"""
+
+from __future__ import annotations
+
+import asyncpg
+
+from eventctl.errors import ConfigError
+
+# Any fixed number works; this one spells "evtctl" in ASCII, so it is unlikely to collide with another app.
+MIGRATION_LOCK_KEY = 0x657674_63746C
+
+# Append only: a released migration never changes, a new one goes at the end.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE eventctl_events (
+        seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,  -- insertion order: listing and its cursor
+        event_id TEXT NOT NULL UNIQUE,                        -- the idempotency key
+        payload TEXT NOT NULL,                                -- JSON text as stored at accept
+        status TEXT NOT NULL,
+        attempts INTEGER NOT NULL,
+        received_at TIMESTAMPTZ NOT NULL,
+        updated_at TIMESTAMPTZ NOT NULL,
+        processed_at TIMESTAMPTZ,
+        due_at TIMESTAMPTZ,   -- waiting: when it may run; processing: lease expiry; otherwise NULL
+        claim_token BIGINT,   -- fences a worker's changes to its claim
+        last_error TEXT
+    );
+    CREATE INDEX eventctl_events_due ON eventctl_events (due_at) WHERE due_at IS NOT NULL;
+    CREATE INDEX eventctl_events_status_seq ON eventctl_events (status, seq);
+    CREATE INDEX eventctl_events_processed_at ON eventctl_events (processed_at) WHERE status = 'processed';
+    """,
+)
+
+
+async def migrate(conn: asyncpg.Connection) -> None:
+    """Bring the database to the newest schema, in one transaction that holds the migration lock."""
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK_KEY)
+        await conn.execute("CREATE TABLE IF NOT EXISTS eventctl_schema (version INTEGER NOT NULL)")
+        version = await conn.fetchval("SELECT max(version) FROM eventctl_schema") or 0
+        if version > len(MIGRATIONS):
+            raise ConfigError(
+                f"invalid DATABASE_URL: its schema version {version} is newer than this eventctl knows"
+                f" ({len(MIGRATIONS)}); upgrade eventctl"
+            )
+        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            await conn.execute(script)
+            await conn.execute("INSERT INTO eventctl_schema (version) VALUES ($1)", number)
