@@ -229,3 +229,20 @@ def test_interactive_docs_are_served(client: httpx.Client) -> None:
     response = client.get("/docs")
     assert response.status_code == 200
     assert "swagger" in response.text.lower()
+
+
+def test_payload_nested_deeper_than_the_limit_is_400(client: httpx.Client) -> None:
+    shallow: Any = "leaf"
+    for _ in range(64):
+        shallow = [shallow]
+    assert post(client, {"event_id": new_id(), "payload": shallow}).status_code == 202
+    deep = [shallow]
+    problem = assert_problem(post(client, {"event_id": new_id(), "payload": deep}), 400)
+    assert problem["errors"][0]["pointer"] == "#/payload"
+
+
+def test_wrong_method_is_405_with_the_documented_methods_in_allow(client: httpx.Client) -> None:
+    assert client.request("OPTIONS", "/events").headers["allow"] == "GET, POST"
+    assert client.delete("/events/x").headers["allow"] == "GET"
+    assert client.get("/events/x/replay").status_code == 404  # an event whose id is "x/replay"
+    assert client.put("/events/x/replay").headers["allow"] == "POST"

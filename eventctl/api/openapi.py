@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from eventctl.api.problems import PROBLEM_MEDIA_TYPE
-from eventctl.api.schemas import EventAccepted, EventIn, Problem
+from eventctl.api.schemas import PROBLEM_MEDIA_TYPE, EventAccepted, EventIn, Problem
 
 _REF = "#/components/schemas/{model}"
 
@@ -34,6 +34,10 @@ CREATE_EVENT: dict[str, Any] = {
             "description": "Stored durably; it will be processed in the background.",
             "headers": {"Location": {"description": "The event's URL.", "schema": {"type": "string"}}},
             "content": {"application/json": {"schema": {"$ref": _REF.format(model="EventAccepted")}}},
+            "links": {
+                "GetEvent": {"operationId": "get_event", "parameters": {"event_id": "$response.body#/event_id"}},
+                "ReplayEvent": {"operationId": "replay_event", "parameters": {"event_id": "$response.body#/event_id"}},
+            },
         },
         "400": _problem("The body is not JSON, not an object, or has no valid event_id (see errors)."),
         "409": _problem("An event with this id exists (see event_status and payload_matches)."),
@@ -63,3 +67,19 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
     schemas.pop("ValidationError", None)
     app.openapi_schema = document
     return document
+
+
+def documented_methods(document: dict[str, Any], path: str) -> list[str]:
+    """The methods the document gives the path template that ``path`` falls under, for a 405's ``Allow``.
+
+    Templates with more literal text win, so ``/events/x/replay`` falls under ``/events/{event_id}/replay``
+    even though an event id may itself contain a slash.
+    """
+    templates = sorted(document["paths"], key=lambda template: -len(re.sub(r"\{[^}]*\}", "", template)))
+    for template in templates:
+        pattern = "".join(
+            "(.+)" if part.startswith("{") else re.escape(part) for part in re.split(r"(\{[^}]*\})", template)
+        )
+        if re.fullmatch(pattern, path):
+            return sorted(method.upper() for method in document["paths"][template])
+    return []

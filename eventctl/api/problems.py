@@ -13,11 +13,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from eventctl.api.openapi import documented_methods
+from eventctl.api.schemas import PROBLEM_MEDIA_TYPE
 from eventctl.errors import StoreUnavailable
 
 log = logging.getLogger(__name__)
 
-PROBLEM_MEDIA_TYPE = "application/problem+json"
 PROBLEM_TYPE_PREFIX = "urn:eventctl:problem:"
 RETRY_AFTER_SECONDS = 1  # what a 503 asks clients to wait: long enough to matter, short enough to recover
 
@@ -54,10 +55,13 @@ def install_problem_handlers(app: FastAPI) -> None:
     """Make every error FastAPI or Starlette would raise answer as a problem (and never as a 422)."""
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> Response:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         kind = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
         detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
-        return problem_response(exc.status_code, kind, detail, headers=exc.headers)
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = ", ".join(documented_methods(app.openapi(), request.url.path))
+        return problem_response(exc.status_code, kind, detail, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, exc: RequestValidationError) -> Response:

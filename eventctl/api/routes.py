@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -11,8 +9,17 @@ import orjson
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
-from eventctl.api.problems import PROBLEM_MEDIA_TYPE, problem_response
-from eventctl.api.schemas import EventAccepted, EventList, EventOut, Health, Problem, Readiness
+from eventctl.api.problems import problem_response
+from eventctl.api.schemas import (
+    CURSOR_PATTERN,
+    PROBLEM_MEDIA_TYPE,
+    EventAccepted,
+    EventList,
+    EventOut,
+    Health,
+    Problem,
+    Readiness,
+)
 from eventctl.domain import Event, Status, event_path
 from eventctl.durations import format_go_duration
 from eventctl.service import Service
@@ -39,18 +46,6 @@ def rfc3339(moment: datetime | None) -> str | None:
     return None if moment is None else moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
-def encode_cursor(position: int) -> str:
-    return base64.urlsafe_b64encode(f"v1:{position}".encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> int | None:
-    try:
-        version, _, position = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode().partition(":")
-    except (binascii.Error, UnicodeDecodeError):
-        return None
-    return int(position) if version == "v1" and position.isdigit() else None
-
-
 def event_document(event: Event) -> dict[str, Any]:
     """The JSON shape of a stored event; the payload is passed through as stored, not re-parsed."""
     return {
@@ -69,6 +64,7 @@ def event_document(event: Event) -> dict[str, Any]:
 @router.get(
     "/events",
     summary="Events, newest first, a page at a time",
+    operation_id="list_events",
     response_model=EventList,
     responses={400: {**_PROBLEM, "description": "A query parameter is not valid."}, 503: _PROBLEM},
 )
@@ -76,22 +72,20 @@ async def list_events(
     request: Request,
     status: Annotated[Status | None, Query(description="Only events with this status.")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="Page size.")] = DEFAULT_PAGE_SIZE,
-    cursor: Annotated[str | None, Query(description="next_cursor of the previous page.")] = None,
+    cursor: Annotated[
+        str | None, Query(pattern=CURSOR_PATTERN, description="next_cursor of the previous page.")
+    ] = None,
 ) -> Response:
-    before = None
-    if cursor is not None:
-        before = decode_cursor(cursor)
-        if before is None:
-            errors = [{"detail": "not a cursor this service returned", "pointer": "#/query/cursor"}]
-            return problem_response(400, "invalid-request", "the cursor is not valid", errors=errors)
+    before = None if cursor is None else int(cursor)
     page = await _service(request).store.list_events(status, limit, before)
-    next_cursor = None if page.next_before is None else encode_cursor(page.next_before)
+    next_cursor = None if page.next_before is None else str(page.next_before)
     return _json({"items": [event_document(event) for event in page.items], "next_cursor": next_cursor})
 
 
 @router.post(
     "/events/{event_id:path}/replay",
     summary="Put a failed event back to accepted, attempts reset",
+    operation_id="replay_event",
     status_code=202,
     response_model=EventAccepted,
     responses={
@@ -120,6 +114,7 @@ async def replay_event(event_id: str, request: Request) -> Response:
 @router.get(
     "/events/{event_id:path}",
     summary="One event and its processing status",
+    operation_id="get_event",
     response_model=EventOut,
     responses={404: {**_PROBLEM, "description": "No event has this id."}, 503: _PROBLEM},
 )
@@ -130,7 +125,7 @@ async def get_event(event_id: str, request: Request) -> Response:
     return _json(event_document(event))
 
 
-@router.get("/health", summary="Liveness: the process answers", response_model=Health)
+@router.get("/health", summary="Liveness: the process answers", operation_id="health", response_model=Health)
 async def health(request: Request) -> Response:
     return _json({"status": "ok", "uptime": format_go_duration(_service(request).uptime_seconds)})
 
@@ -138,6 +133,7 @@ async def health(request: Request) -> Response:
 @router.get(
     "/ready",
     summary="Readiness: the worker runs and the store answers",
+    operation_id="ready",
     response_model=Readiness,
     responses={503: {"model": Readiness, "description": "Starting, draining on shutdown, or store unreachable."}},
 )

@@ -10,7 +10,15 @@ from pydantic import BaseModel, Field
 
 from eventctl.domain import Status
 
+PROBLEM_MEDIA_TYPE = "application/problem+json"
 MAX_EVENT_ID_LENGTH = 256
+MAX_PAYLOAD_DEPTH = 64  # arrays and objects inside arrays and objects; deeper JSON breaks many consumers
+# Characters an event id may not hold: control characters (C0, DEL, C1) and line and paragraph separators.
+# Ids travel in headers, logs and URLs, which these would break or forge. (Lone surrogates, which no UTF-8
+# text can hold, are refused too; JSON Schema tools cannot express that, so the pattern leaves them out.)
+EVENT_ID_FORBIDDEN = r"\x00-\x1f\x7f-\x9f\u2028\u2029"
+EVENT_ID_PATTERN = f"^[^{EVENT_ID_FORBIDDEN}]+$"
+CURSOR_PATTERN = "^[0-9]{1,18}$"
 
 
 class EventIn(BaseModel):
@@ -19,10 +27,15 @@ class EventIn(BaseModel):
     event_id: str = Field(
         min_length=1,
         max_length=MAX_EVENT_ID_LENGTH,
-        description="Idempotency key: a second event with the same id is refused with 409.",
+        pattern=EVENT_ID_PATTERN,
+        description="Idempotency key: a second event with the same id is refused with 409. "
+        "No control characters, line separators or lone surrogates.",
         examples=["evt_123"],
     )
-    payload: Any = Field(default_factory=dict, description="Any JSON value; absent, it is {}.")
+    payload: Any = Field(
+        default_factory=dict,
+        description=f"Any JSON value nested at most {MAX_PAYLOAD_DEPTH} levels deep; absent, it is {{}}.",
+    )
 
 
 class EventAccepted(BaseModel):
