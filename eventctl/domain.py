@@ -20,6 +20,7 @@ class Status(enum.StrEnum):
 
 WAITING_STATUSES = frozenset({Status.ACCEPTED, Status.RETRYING})
 TERMINAL_STATUSES = frozenset({Status.PROCESSED, Status.FAILED})
+QUEUE_STATUSES = (Status.ACCEPTED, Status.PROCESSING, Status.RETRYING, Status.FAILED)
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 
+from eventctl.backlog import BacklogMonitor
 from eventctl.errors import StoreUnavailable
 from eventctl.handlers import Handler, load_handler
 from eventctl.retention import Pruner
@@ -30,6 +31,7 @@ class Service:
         self._handler: Handler | None = None
         self._worker: Worker | None = None
         self._pruner: Pruner | None = None
+        self._backlog: BacklogMonitor | None = None
 
     @property
     def store(self) -> Store:
@@ -46,6 +48,11 @@ class Service:
         """False once shutdown began: new events are refused with 503 from then on."""
         return not self._draining
 
+    @property
+    def backlog_full(self) -> bool:
+        """True while more events wait or run than ``MAX_BACKLOG``: new events are shed with 503."""
+        return self._backlog is not None and self._backlog.full
+
     async def start(self) -> None:
         settings = self.settings
         self._handler = load_handler(settings)
@@ -61,6 +68,10 @@ class Service:
             lease_seconds=settings.lease_seconds,
         )
         self._worker.start()
+        self._backlog = BacklogMonitor(store, settings.max_backlog)
+        self._backlog.start()
+        if not settings.keys:
+            log.warning("API_KEYS is not set: the API is open to anyone who can reach it (allowed in ENV=dev only)")
         if settings.retention > 0:
             self._pruner = Pruner(store, settings.retention)
             self._pruner.start()
@@ -88,8 +99,9 @@ class Service:
 
     async def close(self) -> None:
         await self.drain()
-        if self._pruner is not None:
-            await self._pruner.stop()
+        for task in (self._pruner, self._backlog):
+            if task is not None:
+                await task.stop()
         if self._store is not None:
             await self._store.close()
         close_handler = getattr(self._handler, "aclose", None)  # a handler may hold connections

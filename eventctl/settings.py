@@ -15,8 +15,10 @@ from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from eventctl.auth import ApiKey, parse_api_keys
 from eventctl.durations import parse_duration
 from eventctl.errors import ConfigError
+from eventctl.ratelimit import RateLimit
 
 Env = Literal["dev", "staging", "prod"]
 LogFormat = Literal["console", "json"]
@@ -42,9 +44,18 @@ class Settings:
     lease_seconds: float = 30.0
     shutdown_timeout_s: float = 10.0
     max_body_bytes: int = 1_048_576
+    max_backlog: int = 1_000_000  # events waiting or running; 0: no limit
+    api_keys: tuple[ApiKey, ...] = ()
+    api_keys_file: tuple[ApiKey, ...] = ()  # read from the file at load
+    rate_limit: RateLimit | None = None
     retention: float = 7 * 86_400.0  # seconds; 0 keeps processed events forever
     log_level: str = "info"
     log_format: LogFormat | None = None  # None: console in dev, json in staging and prod
+
+    @property
+    def keys(self) -> tuple[ApiKey, ...]:
+        """Every configured key, from API_KEYS and API_KEYS_FILE; empty means the API is open."""
+        return self.api_keys + self.api_keys_file
 
     @property
     def effective_log_format(self) -> LogFormat:
@@ -66,12 +77,15 @@ class Settings:
             try:
                 values[spec.field] = spec.parse(raw)
             except ValueError as exc:
-                raise ConfigError(f"invalid {spec.env}={raw!r}: {exc}") from None
+                shown = "" if spec.secret else f"={raw!r}"  # a secret never reaches a log, even when wrong
+                raise ConfigError(f"invalid {spec.env}{shown}: {exc}") from None
         settings = cls(**values)
         settings._check_consistency()
         return settings
 
     def _check_consistency(self) -> None:
+        if self.env != "dev" and not self.keys:
+            raise ConfigError(f"invalid ENV={self.env}: staging and prod need API_KEYS (or API_KEYS_FILE)")
         if self.handler == "webhook" and not (self.webhook_url and self.webhook_secret):
             raise ConfigError("invalid HANDLER=webhook: WEBHOOK_URL and WEBHOOK_SECRET must both be set")
         if self.retry_backoff_max_ms < self.retry_backoff_ms:
@@ -150,8 +164,13 @@ def _webhook_secret(raw: str) -> str:
     return value
 
 
-def _retention(raw: str) -> float:
-    return parse_duration(raw)
+def _api_keys_file(raw: str) -> tuple[ApiKey, ...]:
+    try:
+        with open(raw.strip(), encoding="utf-8") as file:
+            text = file.read()
+    except OSError as exc:
+        raise ValueError(f"cannot read it: {exc.strerror}") from None
+    return parse_api_keys(text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +181,7 @@ class SettingSpec:
     parse: Callable[[str], Any]
     help: str
     shown_default: str | None = None  # how the default reads in help and README, where str() would mislead
+    secret: bool = False  # its value is never shown, not even in an error
 
     @property
     def field(self) -> str:
@@ -193,7 +213,7 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("HANDLER", _handler, "What processing is: sleep, webhook, or package.module:function."),
     SettingSpec("PROCESSING_DELAY_MS", _integer(0, 3_600_000), "How long the sleep handler works on an event."),
     SettingSpec("WEBHOOK_URL", _http_url, "Where the webhook handler POSTs each event."),
-    SettingSpec("WEBHOOK_SECRET", _webhook_secret, "Standard Webhooks signing secret (whsec_...)."),
+    SettingSpec("WEBHOOK_SECRET", _webhook_secret, "Standard Webhooks signing secret (whsec_...).", secret=True),
     SettingSpec("WEBHOOK_TIMEOUT_S", _seconds(0.1, 600), "How long the webhook handler waits for an answer."),
     SettingSpec("WORKER_CONCURRENCY", _integer(1, 10_000), "Events processed at once by this process."),
     SettingSpec("MAX_ATTEMPTS", _integer(1, 1000), "Attempts before an event is failed (dead-lettered)."),
@@ -202,7 +222,15 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("LEASE_SECONDS", _seconds(1, 86_400), "How long a claim lasts unless its worker renews it."),
     SettingSpec("SHUTDOWN_TIMEOUT_S", _seconds(0, 3600), "Grace for running handlers on SIGTERM or SIGINT."),
     SettingSpec("MAX_BODY_BYTES", _integer(64, 1 << 30), "Largest accepted request body (413 above it)."),
-    SettingSpec("RETENTION", _retention, "How long processed events are kept (e.g. 7d, 12h); 0 keeps them.", "7d"),
+    SettingSpec(
+        "MAX_BACKLOG", _integer(0, 1 << 40), "Events waiting or running past which new events get 503; 0: none."
+    ),
+    SettingSpec("RETENTION", parse_duration, "How long processed events are kept (e.g. 7d, 12h); 0 keeps them.", "7d"),
+    SettingSpec("API_KEYS", parse_api_keys, "key:scope+scope entries, comma-separated.", "unset", secret=True),
+    SettingSpec(
+        "API_KEYS_FILE", _api_keys_file, "A file of API_KEYS entries, one a line (for mounted secrets).", "unset"
+    ),
+    SettingSpec("RATE_LIMIT", RateLimit.parse, "Per key (or client address when open), e.g. 200/s,burst=400.", "unset"),
     SettingSpec("LOG_LEVEL", _choice("debug", "info", "warning", "error"), "Least severe level logged."),
     SettingSpec(
         "LOG_FORMAT", _choice("console", "json"), "console (default in dev) or json (staging, prod).", "by ENV"

@@ -23,7 +23,7 @@ __all__ = ["pg_url", "private_postgres"]  # fixtures, made visible to every test
 ROOT = Path(__file__).parent.parent
 STARTUP_TIMEOUT_SECONDS = 30
 SCRIPTED = "tests.scripted_handlers:scripted"  # see tests/scripted_handlers.py
-LISTENING = re.compile(r"eventctl listening on (http://\S+)")
+LISTENING = re.compile(r"eventctl listening on (http://[\w.:\[\]-]+)")
 
 
 @dataclass

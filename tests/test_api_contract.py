@@ -112,6 +112,15 @@ def test_payload_may_be_any_json_value(client: httpx.Client, payload: Any) -> No
     assert client.get(f"/events/{event_id}").json()["payload"] == payload
 
 
+@pytest.mark.parametrize("number", [2**64, -(2**63) - 1, 10**40, 12345678901234567890123])
+def test_integers_of_any_size_are_kept_exactly(client: httpx.Client, number: int) -> None:
+    event_id = new_id()
+    body = f'{{"event_id": "{event_id}", "payload": {{"n": {number}, "s": "x"}}}}'.encode()
+    assert post(client, body).status_code == 202
+    stored = client.get(f"/events/{event_id}")
+    assert f'"n":{number}' in stored.text
+
+
 def test_other_top_level_fields_are_ignored(client: httpx.Client) -> None:
     event_id = new_id()
     assert post(client, {"event_id": event_id, "extra": "ignored", "payload": 1}).status_code == 202
@@ -217,7 +226,7 @@ def test_openapi_documents_every_response_and_never_422(client: httpx.Client) ->
     document = client.get("/openapi.json").json()
     assert "422" not in orjson.dumps(document).decode()
     post_events = document["paths"]["/events"]["post"]
-    assert set(post_events["responses"]) == {"202", "400", "409", "413", "503"}
+    assert set(post_events["responses"]) == {"202", "400", "409", "413", "429", "503"}
     assert "Location" in post_events["responses"]["202"]["headers"]
     assert set(document["paths"]["/events/{event_id}"]["get"]["responses"]) >= {"200", "404"}
     assert set(document["paths"]["/ready"]["get"]["responses"]) == {"200", "503"}

@@ -47,7 +47,15 @@ def test_the_status_filter_lists_only_that_status(servers: ServerFactory) -> Non
 
 
 @pytest.mark.parametrize(
-    "query", [{"status": "lost"}, {"limit": 0}, {"limit": 501}, {"limit": "many"}, {"cursor": "not-a-cursor"}, {"cursor": "1" * 19}]
+    "query",
+    [
+        {"status": "lost"},
+        {"limit": 0},
+        {"limit": 501},
+        {"limit": "many"},
+        {"cursor": "not-a-cursor"},
+        {"cursor": "1" * 19},
+    ],
 )
 def test_bad_list_parameters_are_400_problems(servers: ServerFactory, query: dict[str, object]) -> None:
     server = servers.start(DATABASE_URL="memory://")

@@ -24,7 +24,7 @@ def test_defaults_keep_the_seed_names_and_values() -> None:
 
 
 def test_environment_is_read_and_options_override_it() -> None:
-    settings = Settings.load({"PORT": "9000", "ENV": "prod"}, {"port": "9100"})
+    settings = Settings.load({"PORT": "9000", "ENV": "prod", "API_KEYS": "k" * 16 + ":admin"}, {"port": "9100"})
     assert settings.port == 9100
     assert settings.env == "prod"
     assert settings.effective_log_format == "json"

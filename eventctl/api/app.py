@@ -7,9 +7,10 @@ import logging
 
 from fastapi import FastAPI
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from eventctl import __version__
+from eventctl.api.access import AccessControl
 from eventctl.api.ingest import IngestEndpoint
 from eventctl.api.openapi import build_openapi
 from eventctl.api.problems import install_problem_handlers
@@ -22,13 +23,16 @@ log = logging.getLogger(__name__)
 
 
 class EventctlApp:
-    """Routes ``POST /events`` straight to the ingest endpoint and everything else to FastAPI.
+    """The service's ASGI application.
 
-    FastAPI's router knows the ingest route too (so that 405 answers list POST in ``Allow``); taking it here
-    first only skips FastAPI's per-request machinery on the hottest path.
+    Every HTTP request passes access control (when keys or a rate limit are configured), then
+    ``POST /events`` goes straight to the ingest endpoint and everything else to FastAPI. FastAPI's router
+    knows the ingest route too (so that 405 answers list POST in ``Allow``); taking it here first only skips
+    FastAPI's per-request machinery on the hottest path.
     """
 
     def __init__(self, service: Service) -> None:
+        settings = service.settings
         self.service = service
         self.ingest = IngestEndpoint(service)
         self.api = FastAPI(
@@ -40,13 +44,20 @@ class EventctlApp:
         self.api.include_router(router)
         self.api.router.routes.append(Route("/events", self.ingest, methods=["POST"], include_in_schema=False))
         install_problem_handlers(self.api)
-        self.api.openapi = lambda: build_openapi(self.api)  # type: ignore[method-assign]
+        self.api.openapi = lambda: build_openapi(self.api, secured=bool(settings.keys))  # type: ignore[method-assign]
+        self._http: ASGIApp = self._dispatch
+        if settings.keys or settings.rate_limit is not None:
+            self._http = AccessControl(self._dispatch, settings.keys or None, settings.rate_limit)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+        else:
+            await self._http(scope, receive, send)
+
+    async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] == "/events" and scope["method"] == "POST":
             await self.ingest(scope, receive, send)
-        elif scope["type"] == "lifespan":
-            await self._lifespan(receive, send)
         else:
             await self.api(scope, receive, send)
 

@@ -6,6 +6,7 @@ and answers 202 only after the store committed the event. Its OpenAPI descriptio
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from typing import Any
@@ -22,6 +23,7 @@ from eventctl.service import Service
 log = logging.getLogger(__name__)
 
 _JSON = b"application/json"
+_LONG_DIGITS = re.compile(rb"\d{19}")
 _FORBIDDEN_IN_EVENT_ID = re.compile(f"[{EVENT_ID_FORBIDDEN}\\ud800-\\udfff]")  # and lone surrogates
 _EMPTY_PAYLOAD = b"{}"
 
@@ -60,15 +62,17 @@ class IngestEndpoint:
             return _problem(413, "body-too-large", f"the body is larger than {self._max_body_bytes} bytes")
         if not self._service.accepting:
             return _unavailable("the service is shutting down; retry on another instance or later")
+        if self._service.backlog_full:
+            return _unavailable("too many events are waiting (MAX_BACKLOG); retry later")
         try:
-            document = orjson.loads(body)
+            document = _parse(body)
         except orjson.JSONDecodeError as exc:
             return _invalid("the body is not valid JSON", [{"detail": str(exc), "pointer": "#"}])
         event_id, errors = _validate(document, body)
         if errors:
             return _invalid("the body is not a valid event", errors)
         assert event_id is not None
-        payload = orjson.dumps(document["payload"]) if "payload" in document else _EMPTY_PAYLOAD
+        payload = _dump(document["payload"]) if "payload" in document else _EMPTY_PAYLOAD
         try:
             existing = await self._service.store.add(event_id, payload)
         except StoreUnavailable:
@@ -107,6 +111,25 @@ class IngestEndpoint:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks)
+
+
+def _parse(body: bytes) -> Any:
+    """The body as JSON, strictly (no NaN, no lone surrogates, no trailing data), with integers exact.
+
+    orjson turns an integer beyond 64 bits into a float, silently changing it; a body with a run of 19 or
+    more digits is therefore parsed again by the standard library, which keeps integers of any size.
+    """
+    document = orjson.loads(body)
+    if _LONG_DIGITS.search(body):
+        document = json.loads(body)
+    return document
+
+
+def _dump(payload: Any) -> bytes:
+    try:
+        return orjson.dumps(payload)
+    except orjson.JSONEncodeError:  # an integer beyond 64 bits, which only _parse's exact path yields
+        return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def _validate(document: Any, body: bytes) -> tuple[str | None, list[dict[str, str]]]:

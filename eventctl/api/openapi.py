@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from eventctl.api.schemas import PROBLEM_MEDIA_TYPE, EventAccepted, EventIn, Problem
+from eventctl.auth import required_scope
 
 _REF = "#/components/schemas/{model}"
 
@@ -19,6 +20,11 @@ def _problem(description: str, **extra: Any) -> dict[str, Any]:
 
 
 _RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before retrying.", "schema": {"type": "integer"}}}
+_RATE_LIMITED = {
+    **_RETRY_AFTER,
+    "RateLimit": {"description": "Remaining quota and seconds until it is full.", "schema": {"type": "string"}},
+    "RateLimit-Policy": {"description": "The quota and its window.", "schema": {"type": "string"}},
+}
 
 CREATE_EVENT: dict[str, Any] = {
     "summary": "Accept an event",
@@ -47,8 +53,9 @@ CREATE_EVENT: dict[str, Any] = {
 }
 
 
-def build_openapi(app: FastAPI) -> dict[str, Any]:
-    """Generate the document once and cache it on the app, as FastAPI does."""
+def build_openapi(app: FastAPI, *, secured: bool) -> dict[str, Any]:
+    """Generate the document once and cache it on the app, as FastAPI does. ``secured``: API keys are
+    configured, so the protected operations declare bearer auth and their 401 and 403 answers."""
     if app.openapi_schema is not None:
         return app.openapi_schema
     document = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
@@ -65,8 +72,25 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
                 responses["400"] = _problem("A path or query parameter is not valid.")
     schemas.pop("HTTPValidationError", None)
     schemas.pop("ValidationError", None)
+    _document_access(document, secured)
     app.openapi_schema = document
     return document
+
+
+def _document_access(document: dict[str, Any], secured: bool) -> None:
+    """A rate limit may answer 429 on every protected operation; with keys, 401 and 403 as well."""
+    if secured:
+        document["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
+    for path, path_item in document["paths"].items():
+        for method, operation in path_item.items():
+            if required_scope(method.upper(), path) is None:
+                continue
+            responses = operation["responses"]
+            responses["429"] = _problem("Over RATE_LIMIT for this caller.", headers=_RATE_LIMITED)
+            if secured:
+                operation["security"] = [{"bearer": []}]
+                responses["401"] = _problem("No API key, or an unknown one.")
+                responses["403"] = _problem("The API key lacks the scope this call needs.")
 
 
 def documented_methods(document: dict[str, Any], path: str) -> list[str]:

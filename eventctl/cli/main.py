@@ -15,6 +15,7 @@ from typing import Annotated, Any
 import orjson
 import typer
 
+from eventctl import auth
 from eventctl.cli import batch, render
 from eventctl.cli.serve import serve
 from eventctl.client import (
@@ -287,6 +288,31 @@ def ready(
     """Is the service ready for traffic? Exit 1 when it is not (starting, draining, store down)."""
     with EventctlClient(url, api_key=api_key, timeout=timeout) as client:
         _run(client.ready, as_json, lambda reply: render.readiness(reply.json()))
+
+
+keys_app = typer.Typer(help="API keys for the service's API_KEYS setting.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("new")
+def new_key(
+    scopes: Annotated[
+        str, typer.Option("--scopes", help="Scopes joined with +: events:write, events:read, admin.")
+    ] = "events:write+events:read",
+    as_json: JsonOption = False,
+) -> None:
+    """Make a strong random key and print its API_KEYS entry (key:scopes). The service stores no keys:
+    keep it in your secret store and give it to the service in API_KEYS or API_KEYS_FILE."""
+    key = auth.new_key()
+    entry = f"{key}:{scopes}"
+    try:
+        auth.parse_api_keys(entry)
+    except ValueError as exc:
+        raise _usage_error(f"--scopes: {exc}") from None
+    if as_json:
+        render.json_line({"key": key, "scopes": scopes.split("+"), "entry": entry})
+    else:
+        render.out.print(entry, markup=False)
 
 
 def main() -> None:

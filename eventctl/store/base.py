@@ -66,6 +66,11 @@ class Store(abc.ABC):
         """Delete up to ``limit`` events processed before ``processed_before``; return how many went."""
 
     @abc.abstractmethod
+    async def queue_depths(self) -> dict[Status, int]:
+        """How many events are ``accepted``, ``processing``, ``retrying`` and ``failed`` (the statuses that
+        form queues), read from indexes: the cost grows with the queues, not with the processed history."""
+
+    @abc.abstractmethod
     async def claim(self, limit: int, lease_seconds: float) -> list[Claim]:
         """Move up to ``limit`` due events, oldest due first, to ``processing`` and return them.
 

@@ -24,7 +24,7 @@ from typing import Any
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
-from eventctl.domain import Claim, Event, EventPage, Status
+from eventctl.domain import QUEUE_STATUSES, Claim, Event, EventPage, Status
 from eventctl.errors import ConfigError, StoreUnavailable
 from eventctl.store.base import Store
 from eventctl.store.postgres_schema import migrate
@@ -229,6 +229,15 @@ class PostgresStore(Store):
                 limit,
             )
         return int(result.split()[-1])  # "DELETE <count>"
+
+    async def queue_depths(self) -> dict[Status, int]:
+        async with self._connection() as conn:
+            rows = await conn.fetch(
+                "SELECT status, count(*) AS n FROM eventctl_events WHERE status = ANY($1::text[]) GROUP BY status",
+                [str(status) for status in QUEUE_STATUSES],
+            )
+        counted = {row["status"]: row["n"] for row in rows}
+        return {status: counted.get(str(status), 0) for status in QUEUE_STATUSES}
 
     async def claim(self, limit: int, lease_seconds: float) -> list[Claim]:
         token = random.getrandbits(62)

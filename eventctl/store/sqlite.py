@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import IO, Any, TypeVar
 
-from eventctl.domain import Claim, Event, EventPage, Status
+from eventctl.domain import QUEUE_STATUSES, Claim, Event, EventPage, Status
 from eventctl.errors import ConfigError, StoreUnavailable
 from eventctl.store.base import Store
 from eventctl.store.sqlite_schema import migrate
@@ -208,6 +208,16 @@ class SqliteStore(Store):
             ).rowcount
 
         return await self._writer.run(delete)
+
+    async def queue_depths(self) -> dict[Status, int]:
+        def count(conn: sqlite3.Connection) -> dict[Status, int]:
+            # One index range count per status, on events_status_seq.
+            return {
+                status: conn.execute("SELECT count(*) FROM events WHERE status = ?", (str(status),)).fetchone()[0]
+                for status in QUEUE_STATUSES
+            }
+
+        return await self._read(count)
 
     async def claim(self, limit: int, lease_seconds: float) -> list[Claim]:
         token = random.getrandbits(62)

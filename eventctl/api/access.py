@@ -1,0 +1,91 @@
+"""Who may call what, and how often: API keys with scopes, then a rate limit, as one plain ASGI middleware.
+
+It sits in front of everything, the lean ``POST /events`` endpoint included. ``/health``, ``/ready``,
+``/metrics`` and the API documentation are open and unlimited.
+"""
+
+from __future__ import annotations
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from eventctl.api.problems import problem_body
+from eventctl.api.schemas import PROBLEM_MEDIA_TYPE
+from eventctl.auth import ApiKey, identify, required_scope
+from eventctl.ratelimit import RateLimit, TokenBuckets
+
+
+class AccessControl:
+    """With ``keys``: 401 without a known key, 403 without the scope. With ``limit``: 429 past it."""
+
+    def __init__(self, app: ASGIApp, keys: tuple[ApiKey, ...] | None, limit: RateLimit | None) -> None:
+        self._app = app
+        self._keys = keys
+        self._buckets = TokenBuckets(limit) if limit is not None else None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        needed = required_scope(scope["method"], scope["path"])
+        if needed is None:
+            await self._app(scope, receive, send)
+            return
+        if self._keys is not None:
+            key = _bearer_key(self._keys, scope)
+            if key is None:
+                await _refuse(send, 401, "unauthorized", "a valid API key is required: Authorization: Bearer <key>",
+                              [(b"www-authenticate", b'Bearer realm="eventctl"')])  # fmt: skip
+                return
+            if not key.allows(needed):
+                await _refuse(send, 403, "forbidden", f"this API key lacks the {needed.value} scope")
+                return
+            identity = key.fingerprint
+        else:
+            client = scope.get("client")
+            identity = client[0] if client else "unknown"
+        if self._buckets is None:
+            await self._app(scope, receive, send)
+            return
+        decision = self._buckets.take(identity)
+        headers = [(b"ratelimit-policy", self._buckets.limit.policy_header), (b"ratelimit", decision.header)]
+        if not decision.allowed:
+            detail = f"rate limit exceeded; retry in {decision.retry_after_seconds}s"
+            headers.append((b"retry-after", str(decision.retry_after_seconds).encode()))
+            await _refuse(send, 429, "rate-limited", detail, headers)
+            return
+        await self._app(scope, receive, _with_headers(send, headers))
+
+
+def _bearer_key(keys: tuple[ApiKey, ...], scope: Scope) -> ApiKey | None:
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            kind, _, token = value.decode("latin-1").partition(" ")
+            return identify(keys, token.strip()) if kind.lower() == "bearer" and token.strip() else None
+    return None
+
+
+def _with_headers(send: Send, headers: list[tuple[bytes, bytes]]) -> Send:
+    async def send_with_headers(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", []), *headers]}
+        await send(message)
+
+    return send_with_headers
+
+
+async def _refuse(
+    send: Send, status: int, kind: str, detail: str, headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    body = problem_body(status, kind, detail)
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", PROBLEM_MEDIA_TYPE.encode()),
+                (b"content-length", str(len(body)).encode()),
+                *(headers or []),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

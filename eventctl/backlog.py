@@ -1,0 +1,61 @@
+"""Load shedding: past ``MAX_BACKLOG`` events waiting or running, new events are refused with 503.
+
+The queue depths are read from the store once a second, not per request, so the check costs the hot path a
+single attribute read; the limit is therefore approximate by about one second of ingest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from eventctl.domain import Status
+from eventctl.errors import StoreUnavailable
+from eventctl.store import Store
+
+log = logging.getLogger(__name__)
+
+REFRESH_SECONDS = 1.0
+_BACKLOG_STATUSES = (Status.ACCEPTED, Status.PROCESSING, Status.RETRYING)
+
+
+class BacklogMonitor:
+    """Keeps the latest queue depths and says whether the backlog is over the limit (0: no limit)."""
+
+    def __init__(self, store: Store, max_backlog: int) -> None:
+        self._store = store
+        self._max_backlog = max_backlog
+        self.depths: dict[Status, int] = {}
+        self.full = False
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def backlog(self) -> int:
+        return sum(self.depths.get(status, 0) for status in _BACKLOG_STATUSES)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="eventctl-backlog")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def refresh(self) -> None:
+        self.depths = await self._store.queue_depths()
+        full = 0 < self._max_backlog <= self.backlog
+        if full != self.full:
+            log.warning(
+                "backlog %d is %s MAX_BACKLOG=%d", self.backlog, "over" if full else "back under", self._max_backlog
+            )
+        self.full = full
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.refresh()
+            except StoreUnavailable as exc:
+                log.debug("could not read the queue depths: %s", exc)
+            await asyncio.sleep(REFRESH_SECONDS)
