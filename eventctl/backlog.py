@@ -1,7 +1,8 @@
 """Load shedding: past ``MAX_BACKLOG`` events waiting or running, new events are refused with 503.
 
-The queue depths are read from the store once a second, not per request, so the check costs the hot path a
-single attribute read; the limit is therefore approximate by about one second of ingest.
+The queue statistics are read from the store once a second, not per request, so the check costs the hot
+path a single attribute read (the limit is therefore approximate by about one second of ingest), and the
+metrics' queue gauges are set from the same reading.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import logging
 
 from eventctl.domain import Status
 from eventctl.errors import StoreUnavailable
+from eventctl.metrics import Metrics
 from eventctl.store import Store
 
 log = logging.getLogger(__name__)
@@ -23,9 +25,10 @@ _BACKLOG_STATUSES = (Status.ACCEPTED, Status.PROCESSING, Status.RETRYING)
 class BacklogMonitor:
     """Keeps the latest queue depths and says whether the backlog is over the limit (0: no limit)."""
 
-    def __init__(self, store: Store, max_backlog: int) -> None:
+    def __init__(self, store: Store, max_backlog: int, metrics: Metrics) -> None:
         self._store = store
         self._max_backlog = max_backlog
+        self._metrics = metrics
         self.depths: dict[Status, int] = {}
         self.full = False
         self._task: asyncio.Task[None] | None = None
@@ -44,7 +47,9 @@ class BacklogMonitor:
                 await self._task
 
     async def refresh(self) -> None:
-        self.depths = await self._store.queue_depths()
+        stats = await self._store.queue_stats()
+        self.depths = stats.depths
+        self._metrics.observe_queue(stats.depths, stats.oldest_waiting_age)
         full = 0 < self._max_backlog <= self.backlog
         if full != self.full:
             log.warning(

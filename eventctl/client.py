@@ -124,6 +124,10 @@ class EventctlClient:
                 raise WaitTimedOut(f"{event_id!r} is still {reply.json().get('status')} after {timeout:g}s")
             time.sleep(poll_seconds)
 
+    def metrics(self) -> Reply:
+        """``GET /metrics``: Prometheus text."""
+        return self._call("GET", "/metrics")
+
     def health(self) -> Reply:
         return self._call("GET", "/health")
 

@@ -46,6 +46,7 @@ class Claim:
     payload: bytes
     attempt: int
     token: int
+    traceparent: str | None = None  # W3C trace context of the request that accepted it, when traced
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +55,15 @@ class EventPage:
 
     items: list[Event]
     next_before: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStats:
+    """The queues at one moment: events per queue status, and how long the oldest due event has waited
+    unclaimed (0 when none is due)."""
+
+    depths: dict[Status, int]
+    oldest_waiting_age: float
 
 
 def event_path(event_id: str) -> str:

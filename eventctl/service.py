@@ -12,9 +12,11 @@ import time
 from eventctl.backlog import BacklogMonitor
 from eventctl.errors import StoreUnavailable
 from eventctl.handlers import Handler, load_handler
+from eventctl.metrics import Metrics
 from eventctl.retention import Pruner
 from eventctl.settings import Settings
 from eventctl.store import Store, open_store
+from eventctl.tracing import Tracing
 from eventctl.worker import Backoff, Worker
 
 log = logging.getLogger(__name__)
@@ -23,9 +25,11 @@ log = logging.getLogger(__name__)
 class Service:
     """One process's store and worker, from ``start`` to ``close``."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, tracing: Tracing | None = None) -> None:
         self.settings = settings
+        self.tracing = tracing
         self._started_at = time.monotonic()
+        self.metrics = Metrics()
         self._draining = False
         self._store: Store | None = None
         self._handler: Handler | None = None
@@ -66,9 +70,11 @@ class Service:
             max_attempts=settings.max_attempts,
             backoff=Backoff(settings.retry_backoff_ms / 1000, settings.retry_backoff_max_ms / 1000),
             lease_seconds=settings.lease_seconds,
+            metrics=self.metrics,
+            tracing=self.tracing,
         )
         self._worker.start()
-        self._backlog = BacklogMonitor(store, settings.max_backlog)
+        self._backlog = BacklogMonitor(store, settings.max_backlog, self.metrics)
         self._backlog.start()
         if not settings.keys:
             log.warning("API_KEYS is not set: the API is open to anyone who can reach it (allowed in ENV=dev only)")
@@ -107,3 +113,5 @@ class Service:
         close_handler = getattr(self._handler, "aclose", None)  # a handler may hold connections
         if close_handler is not None:
             await close_handler()
+        if self.tracing is not None:
+            self.tracing.shutdown()

@@ -11,13 +11,16 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 from collections.abc import Awaitable
 from dataclasses import dataclass
 
 from eventctl.domain import Claim
 from eventctl.errors import PermanentError, StoreUnavailable
 from eventctl.handlers import Delivery, Handler
+from eventctl.metrics import Metrics
 from eventctl.store import Store
+from eventctl.tracing import Tracing
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +55,8 @@ class Worker:
         max_attempts: int,
         backoff: Backoff,
         lease_seconds: float,
+        metrics: Metrics,
+        tracing: Tracing | None = None,
     ) -> None:
         self._store = store
         self._handler = handler
@@ -59,6 +64,9 @@ class Worker:
         self._max_attempts = max_attempts
         self._backoff = backoff
         self._lease_seconds = lease_seconds
+        self._metrics = metrics
+        self._tracing = tracing
+        self._outcome_counters = {"processed": metrics.processed, "retried": metrics.retried, "failed": metrics.failed}
         self._active: dict[asyncio.Task[None], Claim] = {}
         self._slot_freed = asyncio.Event()
         self._stopping = False
@@ -140,33 +148,45 @@ class Worker:
 
     async def _process(self, claim: Claim) -> None:
         extra = {"event_id": claim.event_id, "attempt": claim.attempt}
+        started = time.perf_counter()
+        change: Awaitable[bool]
+        span = (
+            self._tracing.processing_span(claim.event_id, claim.attempt, claim.traceparent)
+            if self._tracing is not None
+            else contextlib.nullcontext()
+        )
         try:
-            await self._handler(Delivery(claim.event_id, claim.payload, claim.attempt))
+            with span:
+                await self._handler(Delivery(claim.event_id, claim.payload, claim.attempt))
         except PermanentError as exc:
+            outcome, change = "failed", self._store.fail(claim, _describe(exc))
             log.warning("permanent error, event failed: %s", _describe(exc), extra=extra)
-            await self._record(self._store.fail(claim, _describe(exc)), claim)
         except Exception as exc:
             if claim.attempt >= self._max_attempts:
+                outcome, change = "failed", self._store.fail(claim, _describe(exc))
                 log.warning("attempt failed, no attempts left, event failed: %s", _describe(exc), extra=extra)
-                await self._record(self._store.fail(claim, _describe(exc)), claim)
             else:
                 delay = self._backoff.delay(claim.attempt)
+                outcome, change = "retried", self._store.retry(claim, _describe(exc), delay)
                 log.info("attempt failed, retrying in %.3fs: %s", delay, _describe(exc), extra=extra)
-                await self._record(self._store.retry(claim, _describe(exc), delay), claim)
         else:
-            await self._record(self._store.complete(claim), claim)
+            outcome, change = "processed", self._store.complete(claim)
             log.debug("event processed", extra=extra)
+        self._metrics.processing_duration.labels(outcome=outcome).observe(time.perf_counter() - started)
+        if await self._record(change, claim):
+            self._outcome_counters[outcome].inc()
 
-    async def _record(self, outcome: Awaitable[bool], claim: Claim) -> None:
+    async def _record(self, change: Awaitable[bool], claim: Claim) -> bool:
         """Await a fenced state change; a lost claim or a store failure leaves the event to its lease."""
         extra = {"event_id": claim.event_id, "attempt": claim.attempt}
         try:
-            changed = await outcome
+            changed = await change
         except StoreUnavailable as exc:
             log.error("could not record the outcome; the event will run again after its lease: %s", exc, extra=extra)
-            return
+            return False
         if not changed:
             log.warning("claim was lost before the outcome was recorded (lease expired?)", extra=extra)
+        return changed
 
     async def _renew_loop(self) -> None:
         interval = self._lease_seconds / 3

@@ -12,12 +12,14 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from eventctl import __version__
 from eventctl.api.access import AccessControl
 from eventctl.api.ingest import IngestEndpoint
+from eventctl.api.observe import RequestObserver
 from eventctl.api.openapi import build_openapi
 from eventctl.api.problems import install_problem_handlers
 from eventctl.api.routes import router
 from eventctl.errors import EventctlError
 from eventctl.service import Service
 from eventctl.settings import Settings
+from eventctl.tracing import load_tracing
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +27,8 @@ log = logging.getLogger(__name__)
 class EventctlApp:
     """The service's ASGI application.
 
-    Every HTTP request passes access control (when keys or a rate limit are configured), then
+    Every HTTP request is observed (request id, access log, metrics), passes access control (when keys
+    or a rate limit are configured), then
     ``POST /events`` goes straight to the ingest endpoint and everything else to FastAPI. FastAPI's router
     knows the ingest route too (so that 405 answers list POST in ``Allow``); taking it here first only skips
     FastAPI's per-request machinery on the hottest path.
@@ -45,9 +48,10 @@ class EventctlApp:
         self.api.router.routes.append(Route("/events", self.ingest, methods=["POST"], include_in_schema=False))
         install_problem_handlers(self.api)
         self.api.openapi = lambda: build_openapi(self.api, secured=bool(settings.keys))  # type: ignore[method-assign]
-        self._http: ASGIApp = self._dispatch
+        guarded: ASGIApp = self._dispatch
         if settings.keys or settings.rate_limit is not None:
-            self._http = AccessControl(self._dispatch, settings.keys or None, settings.rate_limit)
+            guarded = AccessControl(self._dispatch, settings.keys or None, settings.rate_limit)
+        self._http = RequestObserver(guarded, service.metrics, service.tracing)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -78,5 +82,6 @@ class EventctlApp:
 
 
 def create_app(settings: Settings) -> EventctlApp:
-    """A complete, isolated application for ``settings``; nothing starts until its lifespan does."""
-    return EventctlApp(Service(settings))
+    """A complete, isolated application for ``settings`` (and the standard ``OTEL_*`` variables, for
+    tracing); nothing starts until its lifespan does."""
+    return EventctlApp(Service(settings, load_tracing()))

@@ -18,6 +18,7 @@ from eventctl.api.problems import RETRY_AFTER_SECONDS, problem_body
 from eventctl.api.schemas import EVENT_ID_FORBIDDEN, MAX_EVENT_ID_LENGTH, MAX_PAYLOAD_DEPTH, PROBLEM_MEDIA_TYPE
 from eventctl.domain import event_path
 from eventctl.errors import StoreUnavailable
+from eventctl.logs import EVENT_ID
 from eventctl.service import Service
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,7 @@ class IngestEndpoint:
 
     def __init__(self, service: Service) -> None:
         self._service = service
+        self._metrics = service.metrics
         self._max_body_bytes = service.settings.max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -72,12 +74,14 @@ class IngestEndpoint:
         if errors:
             return _invalid("the body is not a valid event", errors)
         assert event_id is not None
+        EVENT_ID.set(event_id)
         payload = _dump(document["payload"]) if "payload" in document else _EMPTY_PAYLOAD
         try:
-            existing = await self._service.store.add(event_id, payload)
+            existing = await self._service.store.add(event_id, payload, self._traceparent())
         except StoreUnavailable:
             return _unavailable("the store is unavailable; the event was not stored, retry later")
         if existing is not None:
+            self._metrics.duplicates.inc()
             return _problem(
                 409,
                 "duplicate-event",
@@ -86,12 +90,17 @@ class IngestEndpoint:
                 event_status=existing.status,
                 payload_matches=_same_json(existing.payload, payload),
             )
+        self._metrics.accepted.inc()
         return (
             202,
             _JSON,
             orjson.dumps({"event_id": event_id, "status": "accepted"}),
             [(b"location", event_path(event_id).encode())],
         )
+
+    def _traceparent(self) -> str | None:
+        tracing = self._service.tracing
+        return None if tracing is None else tracing.current_traceparent()
 
     async def _read_body(self, scope: Scope, receive: Receive) -> bytes | None:
         """The whole body, or ``None`` as soon as it is known to exceed the limit."""

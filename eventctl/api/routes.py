@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import Response
+from fastapi.responses import PlainTextResponse, Response
 
 from eventctl.api.problems import problem_response
 from eventctl.api.schemas import (
@@ -22,6 +22,8 @@ from eventctl.api.schemas import (
 )
 from eventctl.domain import Event, Status, event_path
 from eventctl.durations import format_go_duration
+from eventctl.logs import EVENT_ID
+from eventctl.metrics import CONTENT_TYPE
 from eventctl.service import Service
 
 router = APIRouter()
@@ -95,6 +97,7 @@ async def list_events(
     },
 )
 async def replay_event(event_id: str, request: Request) -> Response:
+    EVENT_ID.set(event_id)
     before = await _service(request).store.replay(event_id)
     if before is None:
         return problem_response(404, "event-not-found", f"no event has id {event_id!r}", event_id=event_id)
@@ -119,10 +122,22 @@ async def replay_event(event_id: str, request: Request) -> Response:
     responses={404: {**_PROBLEM, "description": "No event has this id."}, 503: _PROBLEM},
 )
 async def get_event(event_id: str, request: Request) -> Response:
+    EVENT_ID.set(event_id)
     event = await _service(request).store.get(event_id)
     if event is None:
         return problem_response(404, "event-not-found", f"no event has id {event_id!r}", event_id=event_id)
     return _json(event_document(event))
+
+
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    operation_id="metrics",
+    response_class=PlainTextResponse,
+    responses={200: {"content": {CONTENT_TYPE: {}}, "description": "Prometheus text exposition format."}},
+)
+async def metrics(request: Request) -> Response:
+    return Response(_service(request).metrics.exposition(), media_type=CONTENT_TYPE)
 
 
 @router.get("/health", summary="Liveness: the process answers", operation_id="health", response_model=Health)

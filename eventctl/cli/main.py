@@ -6,7 +6,9 @@ could not be reached or timed out.
 
 from __future__ import annotations
 
+import contextlib
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -288,6 +290,40 @@ def ready(
     """Is the service ready for traffic? Exit 1 when it is not (starting, draining, store down)."""
     with EventctlClient(url, api_key=api_key, timeout=timeout) as client:
         _run(client.ready, as_json, lambda reply: render.readiness(reply.json()))
+
+
+@app.command()
+def top(
+    interval: Annotated[float, typer.Option("--interval", min=0.1, help="Seconds between readings.")] = 1.0,
+    once: Annotated[bool, typer.Option("--once", help="Print one frame (two readings apart) and exit.")] = False,
+    url: UrlOption = DEFAULT_URL,
+    api_key: ApiKeyOption = None,
+    as_json: JsonOption = False,
+    timeout: TimeoutOption = DEFAULT_TIMEOUT_SECONDS,
+) -> None:
+    """A live view: accept and process rates, queue depth by status, oldest waiting age, error rates."""
+    from rich.live import Live
+
+    from eventctl.cli import top as view
+
+    with EventctlClient(url, api_key=api_key, timeout=timeout) as client, _answers(as_json):
+        before = view.read(client)
+        if once or as_json:
+            time.sleep(interval)
+            frame = view.frame(before, view.read(client))
+            if as_json:
+                render.json_line(frame)
+            else:
+                render.out.print(view.table(frame, url))
+            return
+        first = view.table(view.frame(before, before), url)
+        # Ctrl+C is how a live view ends.
+        with Live(first, console=render.out, auto_refresh=False) as live, contextlib.suppress(KeyboardInterrupt):
+            while True:
+                time.sleep(interval)
+                after = view.read(client)
+                live.update(view.table(view.frame(before, after), url), refresh=True)
+                before = after
 
 
 keys_app = typer.Typer(help="API keys for the service's API_KEYS setting.", no_args_is_help=True)

@@ -32,7 +32,11 @@ def _serve(**options: str | None) -> None:
     from eventctl.server import run
 
     configure_logging(settings)
-    run(settings)
+    try:
+        run(settings)
+    except ConfigError as exc:  # e.g. an OTEL_* value that tracing cannot use
+        error_line("ConfigError", str(exc))
+        raise typer.Exit(EXIT_BAD_SETTING) from None
 
 
 def _option(spec: Any) -> inspect.Parameter:

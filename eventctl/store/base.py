@@ -17,7 +17,7 @@ import contextlib
 from collections.abc import Collection
 from datetime import datetime
 
-from eventctl.domain import Claim, Event, EventPage, Status
+from eventctl.domain import Claim, Event, EventPage, QueueStats, Status
 
 
 class Store(abc.ABC):
@@ -39,8 +39,9 @@ class Store(abc.ABC):
         """Return when the store answers; raise ``StoreUnavailable`` when it does not."""
 
     @abc.abstractmethod
-    async def add(self, event_id: str, payload: bytes) -> Event | None:
-        """Store a new ``accepted`` event and return ``None`` once it is committed.
+    async def add(self, event_id: str, payload: bytes, traceparent: str | None = None) -> Event | None:
+        """Store a new ``accepted`` event and return ``None`` once it is committed. ``traceparent`` is
+        handed to every claim of the event, so that processing joins the trace that accepted it.
 
         If ``event_id`` is taken, store nothing and return the event that holds it.
         """
@@ -66,9 +67,10 @@ class Store(abc.ABC):
         """Delete up to ``limit`` events processed before ``processed_before``; return how many went."""
 
     @abc.abstractmethod
-    async def queue_depths(self) -> dict[Status, int]:
+    async def queue_stats(self) -> QueueStats:
         """How many events are ``accepted``, ``processing``, ``retrying`` and ``failed`` (the statuses that
-        form queues), read from indexes: the cost grows with the queues, not with the processed history."""
+        form queues) and the age of the oldest due one, read from indexes: the cost grows with the queues,
+        not with the processed history."""
 
     @abc.abstractmethod
     async def claim(self, limit: int, lease_seconds: float) -> list[Claim]:

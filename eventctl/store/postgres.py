@@ -24,7 +24,7 @@ from typing import Any
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
-from eventctl.domain import QUEUE_STATUSES, Claim, Event, EventPage, Status
+from eventctl.domain import QUEUE_STATUSES, Claim, Event, EventPage, QueueStats, Status
 from eventctl.errors import ConfigError, StoreUnavailable
 from eventctl.store.base import Store
 from eventctl.store.postgres_schema import migrate
@@ -165,22 +165,23 @@ class PostgresStore(Store):
         async with self._connection() as conn:
             await conn.fetchval("SELECT 1", timeout=CONNECT_TIMEOUT)
 
-    async def add(self, event_id: str, payload: bytes) -> Event | None:
+    async def add(self, event_id: str, payload: bytes, traceparent: str | None = None) -> Event | None:
         async with self._connection() as conn:
             inserted = await conn.fetchval(
                 "INSERT INTO eventctl_events"
-                " (event_id, payload, status, attempts, received_at, updated_at, due_at)"
-                f" VALUES ($1, $2, '{Status.ACCEPTED}', 0, now(), now(), now())"
+                " (event_id, payload, status, attempts, received_at, updated_at, due_at, traceparent)"
+                f" VALUES ($1, $2, '{Status.ACCEPTED}', 0, now(), now(), now(), $3)"
                 " ON CONFLICT (event_id) DO NOTHING RETURNING true",
                 event_id,
                 payload.decode(),
+                traceparent,
             )
             if inserted:
                 self._wake_everyone()
                 return None
             row = await conn.fetchrow(f"SELECT {_EVENT_COLUMNS} FROM eventctl_events WHERE event_id = $1", event_id)
         if row is None:  # deleted by retention between our insert and this read: the id is free again
-            return await self.add(event_id, payload)
+            return await self.add(event_id, payload, traceparent)
         return _row_to_event(row)
 
     async def get(self, event_id: str) -> Event | None:
@@ -230,14 +231,19 @@ class PostgresStore(Store):
             )
         return int(result.split()[-1])  # "DELETE <count>"
 
-    async def queue_depths(self) -> dict[Status, int]:
+    async def queue_stats(self) -> QueueStats:
         async with self._connection() as conn:
             rows = await conn.fetch(
                 "SELECT status, count(*) AS n FROM eventctl_events WHERE status = ANY($1::text[]) GROUP BY status",
                 [str(status) for status in QUEUE_STATUSES],
             )
+            age = await conn.fetchval(
+                "SELECT EXTRACT(EPOCH FROM now() - due_at) FROM eventctl_events WHERE due_at <= now()"
+                f" AND status IN ('{Status.ACCEPTED}', '{Status.RETRYING}') ORDER BY due_at LIMIT 1"
+            )
         counted = {row["status"]: row["n"] for row in rows}
-        return {status: counted.get(str(status), 0) for status in QUEUE_STATUSES}
+        depths = {status: counted.get(str(status), 0) for status in QUEUE_STATUSES}
+        return QueueStats(depths, 0.0 if age is None else float(age))
 
     async def claim(self, limit: int, lease_seconds: float) -> list[Claim]:
         token = random.getrandbits(62)
@@ -248,12 +254,14 @@ class PostgresStore(Store):
                 f" UPDATE eventctl_events e SET status = '{Status.PROCESSING}', attempts = e.attempts + 1,"
                 " claim_token = $2, due_at = now() + make_interval(secs => $3), updated_at = now()"
                 " FROM due WHERE e.seq = due.seq"
-                " RETURNING e.event_id, e.payload, e.attempts",
+                " RETURNING e.event_id, e.payload, e.attempts, e.traceparent",
                 limit,
                 token,
                 lease_seconds,
             )
-        return [Claim(row["event_id"], row["payload"].encode(), row["attempts"], token) for row in rows]
+        return [
+            Claim(row["event_id"], row["payload"].encode(), row["attempts"], token, row["traceparent"]) for row in rows
+        ]
 
     async def renew(self, tokens: Collection[int], lease_seconds: float) -> None:
         if not tokens:

@@ -33,6 +33,9 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX eventctl_events_status_seq ON eventctl_events (status, seq);
     CREATE INDEX eventctl_events_processed_at ON eventctl_events (processed_at) WHERE status = 'processed';
     """,
+    """
+    ALTER TABLE eventctl_events ADD COLUMN traceparent TEXT;  -- W3C trace context of the accepting request
+    """,
 )
 
 

@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import IO, Any, TypeVar
 
-from eventctl.domain import QUEUE_STATUSES, Claim, Event, EventPage, Status
+from eventctl.domain import QUEUE_STATUSES, Claim, Event, EventPage, QueueStats, Status
 from eventctl.errors import ConfigError, StoreUnavailable
 from eventctl.store.base import Store
 from eventctl.store.sqlite_schema import migrate
@@ -135,13 +135,14 @@ class SqliteStore(Store):
     async def ping(self) -> None:
         await self._read(lambda conn: conn.execute("SELECT 1").fetchone())
 
-    async def add(self, event_id: str, payload: bytes) -> Event | None:
+    async def add(self, event_id: str, payload: bytes, traceparent: str | None = None) -> Event | None:
         def insert(conn: sqlite3.Connection) -> Event | None:
             now = _now_us()
             inserted = conn.execute(
-                "INSERT INTO events (event_id, payload, status, attempts, received_at, updated_at, due_at)"
-                f" VALUES (?, ?, '{Status.ACCEPTED}', 0, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING",
-                (event_id, payload, now, now, now),
+                "INSERT INTO events"
+                " (event_id, payload, status, attempts, received_at, updated_at, due_at, traceparent)"
+                f" VALUES (?, ?, '{Status.ACCEPTED}', 0, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING",
+                (event_id, payload, now, now, now, traceparent),
             ).rowcount
             if inserted:
                 return None
@@ -209,13 +210,19 @@ class SqliteStore(Store):
 
         return await self._writer.run(delete)
 
-    async def queue_depths(self) -> dict[Status, int]:
-        def count(conn: sqlite3.Connection) -> dict[Status, int]:
-            # One index range count per status, on events_status_seq.
-            return {
+    async def queue_stats(self) -> QueueStats:
+        def count(conn: sqlite3.Connection) -> QueueStats:
+            now = _now_us()
+            # One index range count per status (events_status_seq), one step along events_due.
+            depths = {
                 status: conn.execute("SELECT count(*) FROM events WHERE status = ?", (str(status),)).fetchone()[0]
                 for status in QUEUE_STATUSES
             }
+            oldest = conn.execute(
+                f"SELECT due_at FROM events WHERE due_at <= ? AND status IN {_WAITING} ORDER BY due_at LIMIT 1",
+                (now,),
+            ).fetchone()
+            return QueueStats(depths, 0.0 if oldest is None else (now - oldest[0]) / 1_000_000)
 
         return await self._read(count)
 
@@ -228,10 +235,10 @@ class SqliteStore(Store):
                 f"UPDATE events SET status = '{Status.PROCESSING}', attempts = attempts + 1,"
                 " claim_token = ?, due_at = ?, updated_at = ?"
                 " WHERE seq IN (SELECT seq FROM events WHERE due_at <= ? ORDER BY due_at LIMIT ?)"
-                " RETURNING event_id, payload, attempts, claim_token",
+                " RETURNING event_id, payload, attempts, claim_token, traceparent",
                 (token, now + int(lease_seconds * 1_000_000), now, now, limit),
             ).fetchall()
-            return [Claim(event_id=r[0], payload=r[1], attempt=r[2], token=r[3]) for r in rows]
+            return [Claim(event_id=r[0], payload=r[1], attempt=r[2], token=r[3], traceparent=r[4]) for r in rows]
 
         return await self._writer.run(claim)
 

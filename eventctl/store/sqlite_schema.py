@@ -24,6 +24,9 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX events_status_seq ON events (status, seq);
     CREATE INDEX events_processed_at ON events (processed_at) WHERE status = 'processed';
     """,
+    """
+    ALTER TABLE events ADD COLUMN traceparent TEXT;  -- W3C trace context of the accepting request
+    """,
 )
 
 
