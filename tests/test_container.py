@@ -101,7 +101,9 @@ def base_image(podman: Podman) -> str:
     if podman.run("image", "exists", BASE_IMAGE, check=False).returncode == 0:
         return BASE_IMAGE
     debootstrap = require_tool("debootstrap", APT_TOOLS)
-    rootfs = Path(tempfile.mkdtemp(prefix="rootfs-", dir=_cache_directory()))
+    workspace = Path(tempfile.mkdtemp(prefix="base-", dir=_cache_directory()))
+    # debootstrap makes this directory itself: it becomes the image's "/", which must not keep mkdtemp's 0700.
+    rootfs = workspace / "rootfs"
     try:
         command = [debootstrap, "--variant=minbase", "--include=python3,python3-venv", "bookworm", str(rootfs)]
         result = subprocess.run(
@@ -113,12 +115,11 @@ def base_image(podman: Podman) -> str:
         )
         if result.returncode != 0:
             unavailable(f"debootstrap could not make the base image:\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
-        archive = rootfs.with_suffix(".tar")
+        archive = workspace / "rootfs.tar"
         subprocess.run(["tar", "-C", str(rootfs), "-cf", str(archive), "."], check=True, timeout=300)
         podman.run("import", str(archive), BASE_IMAGE, timeout=300)
-        archive.unlink()
     finally:
-        shutil.rmtree(rootfs, ignore_errors=True)
+        shutil.rmtree(workspace, ignore_errors=True)
     return BASE_IMAGE
 
 
