@@ -232,13 +232,14 @@ def test_send_file_reports_a_malformed_line_by_number_and_sends_the_rest(
     scripted_server: ServerProcess, tmp_path: Path
 ) -> None:
     events = tmp_path / "events.jsonl"
+    eventctl("send", "file_sent_before", url=scripted_server.url)
     events.write_text(
         '{"event_id": "file_1", "payload": {"n": 1}}\n'
         "\n"
         "{this is not json\n"
         '{"event_id": "file_2"}\n'
         '{"payload": "no id"}\n'
-        '{"event_id": "file_1"}\n'
+        '{"event_id": "file_sent_before"}\n'
     )
     result = eventctl("send", "--file", str(events), url=scripted_server.url)
     assert result.returncode == 1

@@ -30,4 +30,4 @@ def test_the_image_listens_where_compose_publishes() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert "HOST=0.0.0.0" in dockerfile
     assert "PORT=8080" in dockerfile
-    assert "USER eventctl" in dockerfile
+    assert "USER 10001:10001" in dockerfile  # numeric, so that Kubernetes can verify runAsNonRoot

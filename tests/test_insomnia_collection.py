@@ -1,15 +1,21 @@
 """The Insomnia collection is a true description of the API: sent in order to a real server, every request
-gets the status its name promises."""
+gets the status its name promises; and the collection carries its own test suite, which Insomnia's CLI (inso)
+runs against a live server."""
 
 from __future__ import annotations
 
 import json
+import re
+import subprocess
 from pathlib import Path
 from typing import Any
 
 from tests.conftest import ServerFactory
+from tests.tools import require_tool
 
 COLLECTION = Path(__file__).parent.parent / "insomnia-collection.json"
+SUITE = "Contract"
+SUB_ENVIRONMENT = "Local"
 
 EXPECTED_STATUS = {
     "GET /health": 200,
@@ -51,3 +57,41 @@ def test_every_request_gets_its_promised_status_from_a_real_server(servers: Serv
             request["method"], url, content=request["body"].get("text", "").encode() or None, headers=headers
         )
         assert response.status_code == EXPECTED_STATUS[request["name"]], (request["name"], response.text)
+
+
+def test_the_suite_checks_every_requests_promised_status() -> None:
+    [suite] = [suite for suite in _resources("unit_test_suite") if suite["name"] == SUITE]
+    assert suite["parentId"] == "wrk_eventctl"
+    tests = [test for test in _resources("unit_test") if test["parentId"] == suite["_id"]]
+    names = {request["_id"]: request["name"] for request in _resources("request")}
+    assert [names[test["requestId"]] for test in tests] == list(EXPECTED_STATUS), "one test per request, in order"
+    for test in tests:
+        assert "const response = await insomnia.send();" in test["code"], test["name"]
+        checked = re.findall(r"expect\(response\.status\)\.to\.equal\((\d+)\)", test["code"])
+        assert checked == [str(EXPECTED_STATUS[names[test["requestId"]]])], test["name"]
+
+
+def test_inso_runs_the_collections_suite_green_against_a_live_server(servers: ServerFactory, tmp_path: Path) -> None:
+    """The collection points at 127.0.0.1:8080; the test server has a free port, so inso gets a copy whose
+    "Local" sub-environment overrides base_url with the live address (the requests stay as they are)."""
+    inso = require_tool("inso", "npm ci, or .ci/install-tools")
+    server = servers.start(PROCESSING_DELAY_MS=0)
+    document = json.loads(COLLECTION.read_text())
+    [local] = [
+        resource
+        for resource in document["resources"]
+        if resource["_type"] == "environment" and resource["name"] == SUB_ENVIRONMENT
+    ]
+    local["data"] = {"base_url": server.url}
+    collection = tmp_path / COLLECTION.name
+    collection.write_text(json.dumps(document))
+    result = subprocess.run(
+        [inso, "run", "test", SUITE, "--src", str(collection), "--env", SUB_ENVIRONMENT, "--ci"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"{len(EXPECTED_STATUS)} passing" in result.stdout, result.stdout
