@@ -11,7 +11,7 @@ ROOT = Path(__file__).parent.parent
 
 def test_ruff_finds_nothing() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "ruff", "check", "eventctl", "tests"],
+        [sys.executable, "-m", "ruff", "check", "eventctl", "tests", "benchmarks"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -22,7 +22,7 @@ def test_ruff_finds_nothing() -> None:
 
 def test_ruff_format_is_applied() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "ruff", "format", "--check", "eventctl", "tests"],
+        [sys.executable, "-m", "ruff", "format", "--check", "eventctl", "tests", "benchmarks"],
         cwd=ROOT, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
