@@ -3,11 +3,13 @@ access log line, and the request metrics. A plain ASGI middleware, outermost, so
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
 import time
 import uuid
 
+from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from eventctl.logs import EVENT_ID, REQUEST_ID
@@ -17,6 +19,10 @@ from eventctl.tracing import Tracing
 access_log = logging.getLogger("eventctl.access")
 
 _USABLE_REQUEST_ID = re.compile(rb"[\x21-\x7e]{1,128}")  # visible ASCII: safe in headers and log lines
+# Made ids are a random per-process prefix and a counter: unique across instances and restarts, and far
+# cheaper than a UUID per request (os.urandom is a system call that gives up the GIL on the hot path).
+_PROCESS_PREFIX = uuid.uuid4().hex[:12] + "-"
+_REQUEST_NUMBERS = itertools.count(1)
 UNMATCHED_ROUTE = "<unmatched>"  # one label for every unknown path, so they cannot flood the metrics
 
 
@@ -25,6 +31,9 @@ class RequestObserver:
         self._app = app
         self._metrics = metrics
         self._tracing = tracing
+        # Labelled children, looked up once each: prometheus_client's labels() is costly per request.
+        self._counted: dict[tuple[str, str, int], Counter] = {}
+        self._timed: dict[tuple[str, str], Histogram] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -52,11 +61,25 @@ class RequestObserver:
         finally:
             elapsed = time.perf_counter() - started
             method, route = scope["method"], _route(scope)
-            self._metrics.requests.labels(method=method, route=route, status=str(status)).inc()
-            self._metrics.request_duration.labels(method=method, route=route).observe(elapsed)
+            self._count(method, route, status).inc()
+            self._time(method, route).observe(elapsed)
             access_log.info("%s %s %d %.1fms", method, scope["path"], status, elapsed * 1000)
             EVENT_ID.reset(event_token)
             REQUEST_ID.reset(request_token)
+
+    def _count(self, method: str, route: str, status: int) -> Counter:
+        key = (method, route, status)
+        child = self._counted.get(key)
+        if child is None:
+            child = self._counted[key] = self._metrics.requests.labels(method=method, route=route, status=str(status))
+        return child
+
+    def _time(self, method: str, route: str) -> Histogram:
+        key = (method, route)
+        child = self._timed.get(key)
+        if child is None:
+            child = self._timed[key] = self._metrics.request_duration.labels(method=method, route=route)
+        return child
 
     async def _traced(self, scope: Scope, receive: Receive, send: Send) -> None:
         assert self._tracing is not None
@@ -79,7 +102,7 @@ def _request_id(scope: Scope) -> str:
     for name, value in scope["headers"]:
         if name == b"x-request-id" and _USABLE_REQUEST_ID.fullmatch(value):
             return bytes(value).decode()
-    return uuid.uuid4().hex
+    return f"{_PROCESS_PREFIX}{next(_REQUEST_NUMBERS):x}"
 
 
 def _route(scope: Scope) -> str:
