@@ -25,10 +25,10 @@ from eventctl.tracing import Tracing
 log = logging.getLogger(__name__)
 
 STORE_RETRY_SECONDS = 1.0  # pause after the store failed to answer, before asking again
-MAX_ERROR_CHARS = 2000
+MAX_ERROR_CHARS = 2000  # last_error keeps the start of a long message
 # An event that is due but was not claimed is held by another instance's claim in flight: look again soon,
 # but not in a busy loop.
-MIN_WAIT_SECONDS = 0.01  # last_error keeps the start of a long message
+MIN_WAIT_SECONDS = 0.01
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +88,7 @@ class Worker:
         self._slot_freed.set()
         self._store.notify_work()
         if self._loop_task is not None:
-            await self._loop_task
+            await asyncio.wait([self._loop_task])  # a loop that died has already logged why
         if self._active:
             log.info("waiting up to %gs for %d running handlers", grace_seconds, len(self._active))
             await asyncio.wait(self._active, timeout=grace_seconds)
