@@ -133,8 +133,7 @@ def send(
     as_json: JsonOption = False,
     timeout: TimeoutOption = DEFAULT_TIMEOUT_SECONDS,
 ) -> None:
-    """Send one event, or a file of them. Exit 1 if the service refuses any (409 duplicate, 400 invalid),
-    or, with --wait, if any ends failed."""
+    """Send one event, or a file of them. Exit 1 if any is refused (409, 400) or, with --wait, fails."""
     if (event_id is None) == (file is None):
         raise _usage_error("give either an EVENT_ID or --file")
     with EventctlClient(url, api_key=api_key, timeout=timeout) as client:
@@ -337,8 +336,7 @@ def new_key(
     ] = "events:write+events:read",
     as_json: JsonOption = False,
 ) -> None:
-    """Make a strong random key and print its API_KEYS entry (key:scopes). The service stores no keys:
-    keep it in your secret store and give it to the service in API_KEYS or API_KEYS_FILE."""
+    """Make a strong random key and print its API_KEYS entry (key:scopes) for your secret store."""
     key = auth.new_key()
     entry = f"{key}:{scopes}"
     try:

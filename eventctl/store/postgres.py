@@ -301,10 +301,11 @@ class PostgresStore(Store):
                         [claim.event_id for claim, _ in batch],
                         [claim.token for claim, _ in batch],
                     )
-            except StoreUnavailable as exc:
+            except Exception as exc:  # every waiter must hear of it, or its worker slot is never freed
+                error = exc if isinstance(exc, StoreUnavailable) else StoreUnavailable(f"PostgreSQL: {exc}")
                 for _, future in batch:
                     if not future.done():
-                        future.set_exception(exc)
+                        future.set_exception(error)
                 continue
             completed = {row["event_id"] for row in rows}
             for claim, future in batch:
