@@ -18,7 +18,6 @@ class Status(enum.StrEnum):
     FAILED = "failed"  # attempts exhausted or a permanent error: the dead-letter queue
 
 
-WAITING_STATUSES = frozenset({Status.ACCEPTED, Status.RETRYING})
 TERMINAL_STATUSES = frozenset({Status.PROCESSED, Status.FAILED})
 QUEUE_STATUSES = (Status.ACCEPTED, Status.PROCESSING, Status.RETRYING, Status.FAILED)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from eventctl.api.problems import problem_body
+from eventctl.api.problems import problem_body, send_response
 from eventctl.api.schemas import PROBLEM_MEDIA_TYPE
 from eventctl.auth import ApiKey, identify, required_scope
 from eventctl.ratelimit import RateLimit, TokenBuckets
@@ -76,16 +76,4 @@ def _with_headers(send: Send, headers: list[tuple[bytes, bytes]]) -> Send:
 async def _refuse(
     send: Send, status: int, kind: str, detail: str, headers: list[tuple[bytes, bytes]] | None = None
 ) -> None:
-    body = problem_body(status, kind, detail)
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", PROBLEM_MEDIA_TYPE.encode()),
-                (b"content-length", str(len(body)).encode()),
-                *(headers or []),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    await send_response(send, status, PROBLEM_MEDIA_TYPE.encode(), problem_body(status, kind, detail), headers)

@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 from starlette.types import Message, Receive, Scope, Send
 
-from eventctl.api.problems import RETRY_AFTER_SECONDS, problem_body
+from eventctl.api.problems import RETRY_AFTER_SECONDS, problem_body, send_response
 from eventctl.api.schemas import EVENT_ID_FORBIDDEN, MAX_EVENT_ID_LENGTH, MAX_PAYLOAD_DEPTH, PROBLEM_MEDIA_TYPE
 from eventctl.domain import event_path
 from eventctl.errors import StoreUnavailable
@@ -45,18 +45,7 @@ class IngestEndpoint:
         except Exception:  # a bug, not a dependency failure: still a problem document, never a bare trace
             log.exception("unexpected error in POST /events")
             status, media_type, body, headers = _problem(500, "internal-error", "an unexpected error occurred")
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [
-                    (b"content-type", media_type),
-                    (b"content-length", str(len(body)).encode()),
-                    *headers,
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        await send_response(send, status, media_type, body, headers)
 
     async def _answer(self, scope: Scope, receive: Receive) -> Answer:
         body = await self._read_body(scope, receive)

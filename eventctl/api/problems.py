@@ -12,6 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Send
 
 from eventctl.api.openapi import documented_methods
 from eventctl.api.schemas import PROBLEM_MEDIA_TYPE
@@ -34,6 +35,24 @@ def problem_body(status: int, kind: str, detail: str, **extensions: Any) -> byte
             **extensions,
         }
     )
+
+
+async def send_response(
+    send: Send, status: int, media_type: bytes, body: bytes, headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    """Send a whole response from plain ASGI code (the ingest endpoint, access control)."""
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", media_type),
+                (b"content-length", str(len(body)).encode()),
+                *(headers or []),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
 
 
 def problem_response(
