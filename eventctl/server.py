@@ -9,6 +9,7 @@ back to ``accepted``, and only then does uvicorn close the listener and the proc
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import socket
@@ -40,6 +41,11 @@ class DrainingServer(uvicorn.Server):
         if self.started:
             host, port = self.servers[0].sockets[0].getsockname()[:2]
             log.info("eventctl listening on http://%s:%d", host, port)
+            # Everything alive now (modules, the app, FastAPI's and pydantic's schemas) lives as long as the
+            # process: moved out of the collector's sight, it is not walked again by every full collection,
+            # which under load took about a tenth of the CPU.
+            gc.collect()
+            gc.freeze()
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         # Runs as a signal handler: flip the flags now, schedule the rest on the loop.
