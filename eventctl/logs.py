@@ -103,7 +103,7 @@ class ConsoleFormatter(logging.Formatter):
 def configure_logging(settings: Settings) -> None:
     # What no line of ours shows, the records need not gather (the logging HOWTO's "Optimization"):
     # the caller's file and line, the thread, the process, the multiprocessing name.
-    logging._srcfile = None  # type: ignore[attr-defined]
+    logging._srcfile = None
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False

@@ -67,7 +67,18 @@ class Worker:
         self._metrics = metrics
         self._tracing = tracing
         self._outcome_counters = {"processed": metrics.processed, "retried": metrics.retried, "failed": metrics.failed}
+        # Labelled children looked up once: prometheus_client's labels() is costly per event.
+        self._durations = {
+            outcome: metrics.processing_duration.labels(outcome=outcome) for outcome in self._outcome_counters
+        }
+        # Every claim held, until its outcome is recorded: leases renewed, released at stop.
         self._active: dict[asyncio.Task[None], Claim] = {}
+        # Handlers running now: what ``concurrency`` bounds. A handler's slot frees as soon as it returns, so
+        # the next claim travels to the store together with the previous outcomes, not after them.
+        self._running = 0
+        # A busy worker claims again once a quarter of its slots are free, not at every freed slot: one
+        # claim of many events costs the store about what a claim of one does.
+        self._refill_at = max(1, concurrency // 4)
         self._slot_freed = asyncio.Event()
         self._stopping = False
         self._loop_task: asyncio.Task[None] | None = None
@@ -117,8 +128,8 @@ class Worker:
             raise
 
     async def _claim_once(self) -> None:
-        free = self._concurrency - len(self._active)
-        if free <= 0:
+        free = self._concurrency - self._running
+        if free < self._refill_at and self._running:
             self._slot_freed.clear()
             await self._slot_freed.wait()
             return
@@ -133,6 +144,7 @@ class Worker:
         for claim in claims:
             task = asyncio.create_task(self._process(claim), name=f"eventctl-event-{claim.event_id}")
             self._active[task] = claim
+            self._running += 1
             task.add_done_callback(self._forget)
         if drained and not self._stopping:
             # Nothing more is due now: sleep until an event is committed or the next one falls due. The cap
@@ -144,12 +156,35 @@ class Worker:
 
     def _forget(self, task: asyncio.Task[None]) -> None:
         self._active.pop(task, None)
+
+    def _free_slot(self) -> None:
+        self._running -= 1
         self._slot_freed.set()
 
     async def _process(self, claim: Claim) -> None:
-        extra = {"event_id": claim.event_id, "attempt": claim.attempt}
+        extra = _log_context(claim)
         started = time.perf_counter()
+        error = await self._attempt(claim)
         change: Awaitable[bool]
+        if error is None:
+            outcome, change = "processed", self._store.complete(claim)
+            log.debug("event processed", extra=extra)
+        elif isinstance(error, PermanentError):
+            outcome, change = "failed", self._store.fail(claim, _describe(error))
+            log.warning("permanent error, event failed: %s", _describe(error), extra=extra)
+        elif claim.attempt >= self._max_attempts:
+            outcome, change = "failed", self._store.fail(claim, _describe(error))
+            log.warning("attempt failed, no attempts left, event failed: %s", _describe(error), extra=extra)
+        else:
+            delay = self._backoff.delay(claim.attempt)
+            outcome, change = "retried", self._store.retry(claim, _describe(error), delay)
+            log.info("attempt failed, retrying in %.3fs: %s", delay, _describe(error), extra=extra)
+        self._durations[outcome].observe(time.perf_counter() - started)
+        if await self._record(change, claim):
+            self._outcome_counters[outcome].inc()
+
+    async def _attempt(self, claim: Claim) -> Exception | None:
+        """Run the handler once: what it raised, or None. Its slot frees as soon as it is done."""
         span = (
             self._tracing.processing_span(claim.event_id, claim.attempt, claim.traceparent)
             if self._tracing is not None
@@ -158,34 +193,25 @@ class Worker:
         try:
             with span:
                 await self._handler(Delivery(claim.event_id, claim.payload, claim.attempt))
-        except PermanentError as exc:
-            outcome, change = "failed", self._store.fail(claim, _describe(exc))
-            log.warning("permanent error, event failed: %s", _describe(exc), extra=extra)
         except Exception as exc:
-            if claim.attempt >= self._max_attempts:
-                outcome, change = "failed", self._store.fail(claim, _describe(exc))
-                log.warning("attempt failed, no attempts left, event failed: %s", _describe(exc), extra=extra)
-            else:
-                delay = self._backoff.delay(claim.attempt)
-                outcome, change = "retried", self._store.retry(claim, _describe(exc), delay)
-                log.info("attempt failed, retrying in %.3fs: %s", delay, _describe(exc), extra=extra)
-        else:
-            outcome, change = "processed", self._store.complete(claim)
-            log.debug("event processed", extra=extra)
-        self._metrics.processing_duration.labels(outcome=outcome).observe(time.perf_counter() - started)
-        if await self._record(change, claim):
-            self._outcome_counters[outcome].inc()
+            return exc
+        finally:
+            self._free_slot()
+        return None
 
     async def _record(self, change: Awaitable[bool], claim: Claim) -> bool:
         """Await a fenced state change; a lost claim or a store failure leaves the event to its lease."""
-        extra = {"event_id": claim.event_id, "attempt": claim.attempt}
         try:
             changed = await change
         except StoreUnavailable as exc:
-            log.error("could not record the outcome; the event will run again after its lease: %s", exc, extra=extra)
+            log.error(
+                "could not record the outcome; the event will run again after its lease: %s",
+                exc,
+                extra=_log_context(claim),
+            )
             return False
         if not changed:
-            log.warning("claim was lost before the outcome was recorded (lease expired?)", extra=extra)
+            log.warning("claim was lost before the outcome was recorded (lease expired?)", extra=_log_context(claim))
         return changed
 
     async def _renew_loop(self) -> None:
@@ -197,6 +223,10 @@ class Worker:
                 await self._store.renew(tokens, self._lease_seconds)
             except StoreUnavailable as exc:
                 log.warning("could not renew leases: %s", exc)
+
+
+def _log_context(claim: Claim) -> dict[str, object]:
+    return {"event_id": claim.event_id, "attempt": claim.attempt}
 
 
 def _describe(exc: BaseException) -> str:

@@ -27,6 +27,7 @@ from asyncpg.pool import PoolConnectionProxy
 from eventctl.domain import QUEUE_STATUSES, Claim, Event, EventPage, QueueStats, Status
 from eventctl.errors import ConfigError, StoreUnavailable
 from eventctl.store.base import Store
+from eventctl.store.batching import BatchedWrite
 from eventctl.store.postgres_schema import migrate
 
 log = logging.getLogger(__name__)
@@ -78,8 +79,7 @@ class PostgresStore(Store):
         self._listener_task: asyncio.Task[None] | None = None
         self._notify_task: asyncio.Task[None] | None = None
         self._notify_wanted = asyncio.Event()
-        self._completions: list[tuple[Claim, asyncio.Future[bool]]] = []
-        self._completing: asyncio.Task[None] | None = None
+        self._complete = BatchedWrite(self._write_completions, name="eventctl-pg-completions")
 
     # -- lifecycle -----------------------------------------------------------------------------------
 
@@ -101,8 +101,7 @@ class PostgresStore(Store):
         self._notify_task = asyncio.create_task(self._send_notifications(), name="eventctl-pg-notifier")
 
     async def close(self) -> None:
-        if self._completing is not None:
-            await self._completing  # acks already handed over are written, not dropped
+        await self._complete.flush()  # acks already handed over are written, not dropped
         for task in (self._listener_task, self._notify_task):
             if task is not None:
                 task.cancel()
@@ -281,36 +280,21 @@ class PostgresStore(Store):
     async def complete(self, claim: Claim) -> bool:
         """Completions are the most frequent write: those that arrive while one is being written wait for
         the next, and go together in one fenced UPDATE (group commit, as the SQLite writer does)."""
-        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._completions.append((claim, future))
-        if self._completing is None or self._completing.done():
-            self._completing = asyncio.create_task(self._write_completions(), name="eventctl-pg-completions")
-        return await future
+        return await self._complete(claim)
 
-    async def _write_completions(self) -> None:
-        while self._completions:
-            batch, self._completions = self._completions, []
-            try:
-                async with self._connection() as conn:
-                    rows = await conn.fetch(
-                        f"UPDATE eventctl_events e SET status = '{Status.PROCESSED}', processed_at = now(),"
-                        " due_at = NULL, last_error = NULL, claim_token = NULL, updated_at = now()"
-                        " FROM unnest($1::text[], $2::bigint[]) AS done (event_id, token)"
-                        f" WHERE e.event_id = done.event_id AND e.status = '{Status.PROCESSING}'"
-                        " AND e.claim_token = done.token RETURNING e.event_id",
-                        [claim.event_id for claim, _ in batch],
-                        [claim.token for claim, _ in batch],
-                    )
-            except Exception as exc:  # every waiter must hear of it, or its worker slot is never freed
-                error = exc if isinstance(exc, StoreUnavailable) else StoreUnavailable(f"PostgreSQL: {exc}")
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(error)
-                continue
-            completed = {row["event_id"] for row in rows}
-            for claim, future in batch:
-                if not future.done():
-                    future.set_result(claim.event_id in completed)
+    async def _write_completions(self, claims: list[Claim]) -> list[bool]:
+        async with self._connection() as conn:
+            rows = await conn.fetch(
+                f"UPDATE eventctl_events e SET status = '{Status.PROCESSED}', processed_at = now(),"
+                " due_at = NULL, last_error = NULL, claim_token = NULL, updated_at = now()"
+                " FROM unnest($1::text[], $2::bigint[]) AS done (event_id, token)"
+                f" WHERE e.event_id = done.event_id AND e.status = '{Status.PROCESSING}'"
+                " AND e.claim_token = done.token RETURNING e.event_id",
+                [claim.event_id for claim in claims],
+                [claim.token for claim in claims],
+            )
+        completed = {row["event_id"] for row in rows}
+        return [claim.event_id in completed for claim in claims]
 
     async def retry(self, claim: Claim, error: str, delay_seconds: float) -> bool:
         changed = await self._settle(

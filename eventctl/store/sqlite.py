@@ -9,6 +9,7 @@ Times are stored as integer microseconds since the Unix epoch.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import os
 import random
@@ -23,6 +24,7 @@ from typing import IO, Any, TypeVar
 from eventctl.domain import QUEUE_STATUSES, Claim, Event, EventPage, QueueStats, Status
 from eventctl.errors import ConfigError, StoreUnavailable
 from eventctl.store.base import Store
+from eventctl.store.batching import BatchedWrite
 from eventctl.store.sqlite_schema import migrate
 from eventctl.store.sqlite_writer import SqliteWriter
 
@@ -73,6 +75,7 @@ class SqliteStore(Store):
         self._reader_connections: list[sqlite3.Connection] = []
         self._reader_local = threading.local()
         self._lock_file: IO[bytes] | None = None
+        self._complete = BatchedWrite(self._write_completions, name="eventctl-sqlite-completions")
 
     # -- lifecycle -----------------------------------------------------------------------------------
 
@@ -88,6 +91,7 @@ class SqliteStore(Store):
             raise ConfigError(f"invalid DATABASE_URL: cannot open SQLite database {self._path!r}: {exc}") from None
 
     async def close(self) -> None:
+        await self._complete.flush()  # acks already handed over are written, not dropped
         await self._writer.stop()
         if self._readers is not None:
             self._readers.shutdown(wait=True)
@@ -256,11 +260,27 @@ class SqliteStore(Store):
         await self._writer.run(renew)
 
     async def complete(self, claim: Claim) -> bool:
-        return await self._settle(
-            claim,
-            f"status = '{Status.PROCESSED}', processed_at = :now, due_at = NULL, last_error = NULL",
-            {},
-        )
+        """Completions that arrive while one batch is being written go together in the next: one writer
+        operation for the batch instead of one per event."""
+        return await self._complete(claim)
+
+    async def _write_completions(self, claims: list[Claim]) -> list[bool]:
+        def update(conn: sqlite3.Connection) -> list[bool]:
+            now = _now_us()
+            conn.execute("SAVEPOINT completions")  # all or none: the writer's contract for an operation
+            try:
+                changed = [
+                    conn.execute(_COMPLETE, (now, claim.event_id, claim.token)).rowcount == 1 for claim in claims
+                ]
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):  # the failure may have ended the transaction already
+                    conn.execute("ROLLBACK TO completions")
+                    conn.execute("RELEASE completions")
+                raise
+            conn.execute("RELEASE completions")
+            return changed
+
+        return await self._writer.run(update)
 
     async def retry(self, claim: Claim, error: str, delay_seconds: float) -> bool:
         changed = await self._settle(
@@ -308,6 +328,12 @@ class SqliteStore(Store):
 
         due = await self._read(earliest)
         return None if due is None else max(0.0, (due - _now_us()) / 1_000_000)
+
+
+_COMPLETE = (
+    f"UPDATE events SET status = '{Status.PROCESSED}', processed_at = ?1, due_at = NULL, last_error = NULL,"
+    f" claim_token = NULL, updated_at = ?1 WHERE event_id = ?2 AND status = '{Status.PROCESSING}' AND claim_token = ?3"
+)
 
 
 def _fenced_update(assignments: str) -> str:

@@ -48,6 +48,7 @@ class SqliteWriter:
         self._queue: queue.SimpleQueue[_Pending | object] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._running = False  # while the thread takes operations (cheaper to ask than Thread.is_alive)
 
     async def start(self) -> None:
         """Open the connection in the writer thread; raise whatever opening it raised."""
@@ -60,7 +61,7 @@ class SqliteWriter:
 
     async def run(self, operation: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``operation`` in the next transaction and return its result once that committed."""
-        if self._loop is None or self._thread is None or not self._thread.is_alive():
+        if self._loop is None or not self._running:
             raise StoreUnavailable("the SQLite writer is not running")
         future: asyncio.Future[T] = self._loop.create_future()
         self._queue.put(_Pending(operation, future))
@@ -70,6 +71,7 @@ class SqliteWriter:
         """Commit what is queued, then close the connection and end the thread."""
         if self._thread is None:
             return
+        self._running = False  # nothing can queue behind the stop
         self._queue.put(_STOP)
         await asyncio.to_thread(self._thread.join)
         self._thread = None
@@ -81,11 +83,13 @@ class SqliteWriter:
         except BaseException as exc:  # handed to the opener; nothing else can report it
             self._loop.call_soon_threadsafe(_settle, [_outcome(opened, None, exc)])
             return
+        self._running = True
         self._loop.call_soon_threadsafe(_settle, [_outcome(opened, None, None)])
         try:
             while self._commit_next_batch(conn):
                 pass
         finally:
+            self._running = False
             conn.close()
 
     def _commit_next_batch(self, conn: sqlite3.Connection) -> bool:
