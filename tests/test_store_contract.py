@@ -103,6 +103,22 @@ async def test_a_lost_claim_changes_nothing(store: Store) -> None:
     assert await store.complete(fresh) is True
 
 
+async def test_concurrent_completions_each_get_their_own_answer(store: Store) -> None:
+    """Completions are written in batches; inside one, a lost claim is refused while the others land."""
+    for i in range(50):
+        await store.add(f"e{i}", b"{}")
+    [stale] = await store.claim(1, 0.05)
+    await asyncio.sleep(0.1)
+    claims = await store.claim(50, LEASE)  # e0 again (lease ran out), and the other 49
+    assert len(claims) == 50
+    answers = await asyncio.gather(store.complete(stale), *(store.complete(claim) for claim in claims))
+    assert answers == [False] + [True] * 50
+    for i in range(50):
+        event = await store.get(f"e{i}")
+        assert event is not None
+        assert event.status is Status.PROCESSED
+
+
 async def test_renew_keeps_a_claim_from_expiring(store: Store) -> None:
     await store.add("e1", b"{}")
     [claim] = await store.claim(1, 0.2)

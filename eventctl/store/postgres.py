@@ -289,12 +289,13 @@ class PostgresStore(Store):
                 " due_at = NULL, last_error = NULL, claim_token = NULL, updated_at = now()"
                 " FROM unnest($1::text[], $2::bigint[]) AS done (event_id, token)"
                 f" WHERE e.event_id = done.event_id AND e.status = '{Status.PROCESSING}'"
-                " AND e.claim_token = done.token RETURNING e.event_id",
+                " AND e.claim_token = done.token RETURNING e.event_id, done.token",
                 [claim.event_id for claim in claims],
                 [claim.token for claim in claims],
             )
-        completed = {row["event_id"] for row in rows}
-        return [claim.event_id in completed for claim in claims]
+        # By id and token: a stale claim and the fresh one on the same event may share a batch.
+        completed = {(row["event_id"], row["token"]) for row in rows}
+        return [(claim.event_id, claim.token) in completed for claim in claims]
 
     async def retry(self, claim: Claim, error: str, delay_seconds: float) -> bool:
         changed = await self._settle(
