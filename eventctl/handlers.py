@@ -63,10 +63,13 @@ class WebhookHandler:
     ``{"type": "eventctl.event", "timestamp": ..., "data": {"event_id", "attempt", "payload"}}``.
     """
 
-    def __init__(self, url: str, secret: str, timeout_seconds: float) -> None:
+    def __init__(self, url: str, secret: str, timeout_seconds: float, concurrency: int) -> None:
         self._url = url
         self._signer = Webhook(secret)
-        self._http = httpx.AsyncClient(timeout=timeout_seconds, follow_redirects=False)
+        # A connection for every worker slot: no handler waits for another's connection (and times out
+        # on a wait that is not the receiver's fault).
+        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+        self._http = httpx.AsyncClient(timeout=timeout_seconds, limits=limits, follow_redirects=False)
 
     async def __call__(self, delivery: Delivery, /) -> None:
         now = datetime.now(UTC)
@@ -116,7 +119,9 @@ def load_handler(settings: Settings) -> Handler:
     if settings.handler == "webhook":
         assert settings.webhook_url is not None  # Settings checked both are set
         assert settings.webhook_secret is not None
-        return WebhookHandler(settings.webhook_url, settings.webhook_secret, settings.webhook_timeout_s)
+        return WebhookHandler(
+            settings.webhook_url, settings.webhook_secret, settings.webhook_timeout_s, settings.worker_concurrency
+        )
     module_name, _, attribute = settings.handler.partition(":")
     try:
         function = getattr(importlib.import_module(module_name), attribute)

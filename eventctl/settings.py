@@ -37,7 +37,7 @@ class Settings:
     webhook_url: str | None = None
     webhook_secret: str | None = dataclasses.field(default=None, repr=False)
     webhook_timeout_s: float = 10.0
-    worker_concurrency: int = 64
+    worker_concurrency: int = 256
     max_attempts: int = 5
     retry_backoff_ms: int = 1000
     retry_backoff_max_ms: int = 300_000
