@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import quote
@@ -65,7 +66,12 @@ class QueueStats:
     oldest_waiting_age: float
 
 
+_UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]+")  # RFC 3986 unreserved characters: never percent-encoded
+
+
 def event_path(event_id: str) -> str:
     """The URL path of an event. Any printable character may be in an id, so all are percent-encoded,
     ``/`` included: the server's ``Location`` and the client's requests use this one spelling."""
+    if _UNRESERVED.fullmatch(event_id):  # most ids: nothing to encode, and no per-character work
+        return "/events/" + event_id
     return "/events/" + quote(event_id, safe="")

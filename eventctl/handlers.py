@@ -49,7 +49,8 @@ class SleepHandler:
         self._delay = delay_ms / 1000
 
     async def __call__(self, delivery: Delivery, /) -> None:
-        await asyncio.sleep(self._delay)
+        if self._delay:  # 0 is a no-op handler: no trip through the event loop
+            await asyncio.sleep(self._delay)
 
 
 class WebhookError(Exception):

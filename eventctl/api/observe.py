@@ -9,11 +9,10 @@ import re
 import time
 import uuid
 
-from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from eventctl.logs import EVENT_ID, REQUEST_ID
-from eventctl.metrics import Metrics
+from eventctl.metrics import Count, Distribution, Metrics
 from eventctl.tracing import Tracing
 
 access_log = logging.getLogger("eventctl.access")
@@ -31,9 +30,9 @@ class RequestObserver:
         self._app = app
         self._metrics = metrics
         self._tracing = tracing
-        # Labelled children, looked up once each: prometheus_client's labels() is costly per request.
-        self._counted: dict[tuple[str, str, int], Counter] = {}
-        self._timed: dict[tuple[str, str], Histogram] = {}
+        # Labelled children, looked up once each rather than by keyword arguments on every request.
+        self._counted: dict[tuple[str, str, int], Count] = {}
+        self._timed: dict[tuple[str, str], Distribution] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -67,14 +66,14 @@ class RequestObserver:
             EVENT_ID.reset(event_token)
             REQUEST_ID.reset(request_token)
 
-    def _count(self, method: str, route: str, status: int) -> Counter:
+    def _count(self, method: str, route: str, status: int) -> Count:
         key = (method, route, status)
         child = self._counted.get(key)
         if child is None:
             child = self._counted[key] = self._metrics.requests.labels(method=method, route=route, status=str(status))
         return child
 
-    def _time(self, method: str, route: str) -> Histogram:
+    def _time(self, method: str, route: str) -> Distribution:
         key = (method, route)
         child = self._timed.get(key)
         if child is None:
