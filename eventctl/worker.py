@@ -1,8 +1,9 @@
 """The in-process worker: claims due events from the store and runs the handler on them.
 
-It holds at most ``concurrency`` claims, claims in batches sized to its free slots, sleeps until the store
-says work arrived (or the next retry is due), and keeps the leases of running handlers alive. Every outcome
-is written through the claim's fence, so a worker that lost its claim changes nothing.
+It runs at most ``concurrency`` handlers at once, claims in batches sized to its free slots, sleeps until
+the store says work arrived (or the next retry is due), and keeps the leases of its claims alive until
+their outcomes are recorded. Every outcome is written through the claim's fence, so a worker that lost its
+claim changes nothing.
 """
 
 from __future__ import annotations
