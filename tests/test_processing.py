@@ -171,3 +171,19 @@ def test_a_handler_that_cannot_be_imported_stops_the_start_with_one_line(servers
     assert server.wait(timeout=30) != 0
     assert "invalid HANDLER='tests.no_such_module:handler'" in server.log
     assert "Traceback" not in server.log
+
+
+def test_no_more_handlers_run_at_once_than_worker_concurrency(servers: ServerFactory, tmp_path: Path) -> None:
+    """With three slots and handlers that take half a second, the n-th handler to start cannot start before
+    one of the three started before it has finished."""
+    attempt_log = tmp_path / "attempts.jsonl"
+    server = servers.start(HANDLER=SCRIPTED, ATTEMPT_LOG=attempt_log, WORKER_CONCURRENCY=3)
+    event_ids = [f"c{i}" for i in range(9)]
+    for event_id in event_ids:
+        server.client.post("/events", json={"event_id": event_id, "payload": {"sleep_s": 0.5}})
+    for event_id in event_ids:
+        wait_for_status(server.client, event_id, "processed")
+    starts = sorted(times[0] for times in _attempt_times(attempt_log).values())
+    assert len(starts) == 9
+    for earlier, later in zip(starts[:-3], starts[3:], strict=True):
+        assert later >= earlier + 0.45, (earlier, later)

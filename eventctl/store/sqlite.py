@@ -142,12 +142,7 @@ class SqliteStore(Store):
     async def add(self, event_id: str, payload: bytes, traceparent: str | None = None) -> Event | None:
         def insert(conn: sqlite3.Connection) -> Event | None:
             now = _now_us()
-            inserted = conn.execute(
-                "INSERT INTO events"
-                " (event_id, payload, status, attempts, received_at, updated_at, due_at, traceparent)"
-                f" VALUES (?, ?, '{Status.ACCEPTED}', 0, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING",
-                (event_id, payload, now, now, now, traceparent),
-            ).rowcount
+            inserted = conn.execute(_INSERT, (event_id, payload, now, now, now, traceparent)).rowcount
             if inserted:
                 return None
             row = conn.execute(f"SELECT {_EVENT_COLUMNS} FROM events WHERE event_id = ?", (event_id,)).fetchone()
@@ -330,6 +325,11 @@ class SqliteStore(Store):
         return None if due is None else max(0.0, (due - _now_us()) / 1_000_000)
 
 
+# Statements run once per event are built once (the statement cache is keyed by their text).
+_INSERT = (
+    "INSERT INTO events (event_id, payload, status, attempts, received_at, updated_at, due_at, traceparent)"
+    f" VALUES (?, ?, '{Status.ACCEPTED}', 0, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING"
+)
 _COMPLETE = (
     f"UPDATE events SET status = '{Status.PROCESSED}', processed_at = ?1, due_at = NULL, last_error = NULL,"
     f" claim_token = NULL, updated_at = ?1 WHERE event_id = ?2 AND status = '{Status.PROCESSING}' AND claim_token = ?3"
