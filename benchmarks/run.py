@@ -1,6 +1,6 @@
 """eventctl's benchmarks: one command, figures and ratios against baselines measured in the same run.
 
-    .venv/bin/python benchmarks/run.py            # everything (about 5 minutes)
+    .venv/bin/python benchmarks/run.py            # everything (about 8 minutes)
     .venv/bin/python benchmarks/run.py --quick    # smaller numbers, to see that it works
     .venv/bin/python benchmarks/run.py --only ingest,drain
 
@@ -8,6 +8,7 @@ Sections:
 - ingest: POST /events with unique ids from wrk (64 connections), eventctl against minimal in-memory FastAPI
   apps, interleaved A B C A B C, median of the rounds; requests/s, p50, p99, ratio to FastAPI + pydantic.
 - drain: time to process N stored events with a no-op handler, SQLite and PostgreSQL.
+- store: the cost per event of each write an event needs (add, claim, complete), through the store alone.
 - latency: accept → processed at a light steady load, from the server's own timestamps.
 - scale: ingest with 1,000,000 processed events already stored against an empty store, and the RSS.
 
@@ -296,6 +297,50 @@ def bench_drain(sizes: Sizes, scratch: Path) -> None:
         print(f"{'PostgreSQL':30} {seconds:9.2f} {processed / seconds:10.0f}")
 
 
+# -- store ------------------------------------------------------------------------------------------------
+
+
+async def store_costs(database_url: str, count: int) -> dict[str, float]:
+    """Seconds per event of each write an event costs, through eventctl's own store with no HTTP in front:
+    add (at accept), claim (before processing), complete (after). Many at once, as under load."""
+    from eventctl.store import open_store
+
+    store = open_store(database_url)
+    await store.open()
+    try:
+        started = time.perf_counter()
+        for start in range(0, count, 1000):
+            await asyncio.gather(
+                *(store.add(f"cost-{i}", b'{"order":1}') for i in range(start, min(count, start + 1000)))
+            )
+        added = time.perf_counter()
+        claims = []
+        while batch := await store.claim(256, 300):
+            claims.extend(batch)
+        claimed = time.perf_counter()
+        for start in range(0, len(claims), 1000):
+            await asyncio.gather(*(store.complete(claim) for claim in claims[start : start + 1000]))
+        completed = time.perf_counter()
+    finally:
+        await store.close()
+    return {
+        "add": (added - started) / count,
+        "claim": (claimed - added) / count,
+        "complete": (completed - claimed) / count,
+    }
+
+
+def bench_store(sizes: Sizes, scratch: Path) -> None:
+    count = sizes.drain_events // 2
+    costs = asyncio.run(store_costs(f"sqlite:///{scratch / 'store-costs.db'}", count))
+    print(f"\n## store: the writes one event costs, SQLite, {count:,} events, no HTTP (in this process, not pinned)")
+    print(f"{'write':12} {'us/event':>9} {'events/s':>10}")
+    for name, seconds in costs.items():
+        print(f"{name:12} {seconds * 1e6:9.1f} {1 / seconds:10.0f}")
+    total = sum(costs.values())
+    print(f"{'all three':12} {total * 1e6:9.1f} {1 / total:10.0f}")
+
+
 # -- latency ----------------------------------------------------------------------------------------------
 
 
@@ -367,7 +412,13 @@ def bench_scale(sizes: Sizes, scratch: Path) -> None:
         print(f"{name:24} {rate:9.0f} {rate / empty:8.2f}x {rss:8.1f}")
 
 
-SECTIONS = {"ingest": bench_ingest, "drain": bench_drain, "latency": bench_latency, "scale": bench_scale}
+SECTIONS = {
+    "ingest": bench_ingest,
+    "drain": bench_drain,
+    "store": bench_store,
+    "latency": bench_latency,
+    "scale": bench_scale,
+}
 
 
 def main() -> None:
