@@ -10,7 +10,8 @@ Two kinds, which matters with several instances on PostgreSQL:
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Generic, TypeVar
 
 from prometheus_client import CollectorRegistry, Gauge, ProcessCollector, generate_latest
 from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricFamily, Metric
@@ -48,26 +49,37 @@ class Distribution:
         self.sum += amount
 
 
-class LoopCounter:
-    """A counter updated only from the event loop's thread, so a plain addition suffices.
+Child = TypeVar("Child", Count, Distribution)
+
+
+class _LoopMetric(Generic[Child]):
+    """A metric updated only from the event loop's thread, so a plain addition suffices.
 
     prometheus_client's own metrics take a lock on every change, which is right for threads but was measured
     at about 15% of the drain rate (two changes per event). These are read by the registry at scrape time,
     through ``collect``.
     """
 
-    def __init__(self, name: str, documentation: str, labelnames: Sequence[str] = ()) -> None:
+    def __init__(
+        self, name: str, documentation: str, labelnames: Sequence[str], new_child: Callable[[], Child]
+    ) -> None:
         self.name, self.documentation, self.labelnames = name, documentation, tuple(labelnames)
-        self._children: dict[tuple[str, ...], Count] = {}
-        if not self.labelnames:
-            self._unlabelled = self._children[()] = Count()
+        self._new_child: Callable[[], Child] = new_child
+        self._children: dict[tuple[str, ...], Child] = {}
 
-    def labels(self, **values: str) -> Count:
-        key = tuple(values[name] for name in self.labelnames)
-        child = self._children.get(key)
+    def labels(self, *values: str) -> Child:
+        """The child for these label values, in the order of ``labelnames``."""
+        child = self._children.get(values)
         if child is None:
-            child = self._children[key] = Count()
+            child = self._children[values] = self._new_child()
         return child
+
+
+class LoopCounter(_LoopMetric[Count]):
+    def __init__(self, name: str, documentation: str, labelnames: Sequence[str] = ()) -> None:
+        super().__init__(name, documentation, labelnames, Count)
+        if not self.labelnames:
+            self._unlabelled = self.labels()
 
     def inc(self, amount: float = 1.0) -> None:
         self._unlabelled.value += amount
@@ -79,20 +91,10 @@ class LoopCounter:
         return family
 
 
-class LoopHistogram:
-    """A histogram updated only from the event loop's thread; see ``LoopCounter``."""
-
+class LoopHistogram(_LoopMetric[Distribution]):
     def __init__(self, name: str, documentation: str, labelnames: Sequence[str], buckets: Sequence[float]) -> None:
-        self.name, self.documentation, self.labelnames = name, documentation, tuple(labelnames)
         self._bounds = tuple(buckets)
-        self._children: dict[tuple[str, ...], Distribution] = {}
-
-    def labels(self, **values: str) -> Distribution:
-        key = tuple(values[name] for name in self.labelnames)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = Distribution(self._bounds)
-        return child
+        super().__init__(name, documentation, labelnames, lambda: Distribution(self._bounds))
 
     def collect(self) -> Metric:
         family = HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)

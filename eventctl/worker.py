@@ -68,10 +68,6 @@ class Worker:
         self._metrics = metrics
         self._tracing = tracing
         self._outcome_counters = {"processed": metrics.processed, "retried": metrics.retried, "failed": metrics.failed}
-        # Labelled children looked up once, not by keyword arguments on every event.
-        self._durations = {
-            outcome: metrics.processing_duration.labels(outcome=outcome) for outcome in self._outcome_counters
-        }
         # Every claim held, until its outcome is recorded: leases renewed, released at stop.
         self._active: dict[asyncio.Task[None], Claim] = {}
         # Handlers running now: what ``concurrency`` bounds. A handler's slot frees as soon as it returns, so
@@ -130,7 +126,7 @@ class Worker:
 
     async def _claim_once(self) -> None:
         free = self._concurrency - self._running
-        if free < self._refill_at and self._running:
+        if free < self._refill_at:
             self._slot_freed.clear()
             await self._slot_freed.wait()
             return
@@ -160,7 +156,8 @@ class Worker:
 
     def _free_slot(self) -> None:
         self._running -= 1
-        self._slot_freed.set()
+        if self._concurrency - self._running >= self._refill_at:  # wake the claim loop only when it would claim
+            self._slot_freed.set()
 
     async def _process(self, claim: Claim) -> None:
         extra = _log_context(claim)
@@ -180,7 +177,7 @@ class Worker:
             delay = self._backoff.delay(claim.attempt)
             outcome, change = "retried", self._store.retry(claim, _describe(error), delay)
             log.info("attempt failed, retrying in %.3fs: %s", delay, _describe(error), extra=extra)
-        self._durations[outcome].observe(time.perf_counter() - started)
+        self._metrics.processing_duration.labels(outcome).observe(time.perf_counter() - started)
         if await self._record(change, claim):
             self._outcome_counters[outcome].inc()
 

@@ -12,7 +12,7 @@ import uuid
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from eventctl.logs import EVENT_ID, REQUEST_ID
-from eventctl.metrics import Count, Distribution, Metrics
+from eventctl.metrics import Metrics
 from eventctl.tracing import Tracing
 
 access_log = logging.getLogger("eventctl.access")
@@ -30,9 +30,6 @@ class RequestObserver:
         self._app = app
         self._metrics = metrics
         self._tracing = tracing
-        # Labelled children, looked up once each rather than by keyword arguments on every request.
-        self._counted: dict[tuple[str, str, int], Count] = {}
-        self._timed: dict[tuple[str, str], Distribution] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -60,25 +57,11 @@ class RequestObserver:
         finally:
             elapsed = time.perf_counter() - started
             method, route = scope["method"], _route(scope)
-            self._count(method, route, status).inc()
-            self._time(method, route).observe(elapsed)
+            self._metrics.requests.labels(method, route, str(status)).inc()
+            self._metrics.request_duration.labels(method, route).observe(elapsed)
             access_log.info("%s %s %d %.1fms", method, scope["path"], status, elapsed * 1000)
             EVENT_ID.reset(event_token)
             REQUEST_ID.reset(request_token)
-
-    def _count(self, method: str, route: str, status: int) -> Count:
-        key = (method, route, status)
-        child = self._counted.get(key)
-        if child is None:
-            child = self._counted[key] = self._metrics.requests.labels(method=method, route=route, status=str(status))
-        return child
-
-    def _time(self, method: str, route: str) -> Distribution:
-        key = (method, route)
-        child = self._timed.get(key)
-        if child is None:
-            child = self._timed[key] = self._metrics.request_duration.labels(method=method, route=route)
-        return child
 
     async def _traced(self, scope: Scope, receive: Receive, send: Send) -> None:
         assert self._tracing is not None

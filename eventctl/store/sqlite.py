@@ -262,11 +262,10 @@ class SqliteStore(Store):
     async def _write_completions(self, claims: list[Claim]) -> list[bool]:
         def update(conn: sqlite3.Connection) -> list[bool]:
             now = _now_us()
+            fences = [{"now": now, "event_id": claim.event_id, "token": claim.token} for claim in claims]
             conn.execute("SAVEPOINT completions")  # all or none: the writer's contract for an operation
             try:
-                changed = [
-                    conn.execute(_COMPLETE, (now, claim.event_id, claim.token)).rowcount == 1 for claim in claims
-                ]
+                changed = [conn.execute(_COMPLETE, fence).rowcount == 1 for fence in fences]
             except BaseException:
                 with contextlib.suppress(sqlite3.Error):  # the failure may have ended the transaction already
                     conn.execute("ROLLBACK TO completions")
@@ -330,10 +329,6 @@ _INSERT = (
     "INSERT INTO events (event_id, payload, status, attempts, received_at, updated_at, due_at, traceparent)"
     f" VALUES (?, ?, '{Status.ACCEPTED}', 0, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING"
 )
-_COMPLETE = (
-    f"UPDATE events SET status = '{Status.PROCESSED}', processed_at = ?1, due_at = NULL, last_error = NULL,"
-    f" claim_token = NULL, updated_at = ?1 WHERE event_id = ?2 AND status = '{Status.PROCESSING}' AND claim_token = ?3"
-)
 
 
 def _fenced_update(assignments: str) -> str:
@@ -341,6 +336,9 @@ def _fenced_update(assignments: str) -> str:
         f"UPDATE events SET {assignments}, claim_token = NULL, updated_at = :now"
         f" WHERE event_id = :event_id AND status = '{Status.PROCESSING}' AND claim_token = :token"
     )
+
+
+_COMPLETE = _fenced_update(f"status = '{Status.PROCESSED}', processed_at = :now, due_at = NULL, last_error = NULL")
 
 
 def _release_orphaned_claims(conn: sqlite3.Connection) -> None:
