@@ -5,8 +5,9 @@
     .venv/bin/python benchmarks/run.py --only ingest,drain
 
 Sections:
-- ingest: POST /events with unique ids from wrk (64 connections), eventctl against minimal in-memory FastAPI
-  apps, interleaved A B C A B C, median of the rounds; requests/s, p50, p99, ratio to FastAPI + pydantic.
+- ingest: POST /events with unique ids from wrk (64 connections), eventctl against minimal in-memory servers
+  (the Go seed server, FastAPI apps), interleaved A B C A B C, median of the rounds; requests/s, p50, p99, ratio
+  to the Go seed server (the baseline; built from benchmarks/seed_server with Debian's golang-go).
 - drain: time to process N stored events with a no-op handler, SQLite and PostgreSQL.
 - store: the cost per event of each write an event needs (add, claim, complete), through the store alone.
 - latency: accept → processed at a light steady load, from the server's own timestamps.
@@ -143,7 +144,16 @@ class Target:
     stores_events: bool = True
 
 
-def ingest_targets() -> list[Target]:
+def build_seed_server(scratch: Path) -> Path:
+    """The Go seed server (``benchmarks/seed_server``), built for this run: standard library only, offline."""
+    if shutil.which("go") is None:
+        sys.exit("go is needed to build the Go seed server, the ingest baseline (Debian package golang-go)")
+    binary = scratch / "seed_server"
+    subprocess.run(["go", "build", "-o", str(binary), "."], cwd=HERE / "seed_server", check=True)
+    return binary
+
+
+def ingest_targets(seed_server: Path) -> list[Target]:
     def eventctl(**extra: str) -> Starter:
         return lambda port, database: serving(
             eventctl_command(), eventctl_env(port, f"sqlite:///{database}", **extra), port
@@ -152,8 +162,12 @@ def ingest_targets() -> list[Target]:
     def reference(app: str) -> Starter:
         return lambda port, database: serving(reference_command(app, port), {}, port)
 
+    def go_seed(port: int, database: Path) -> contextlib.AbstractContextManager[subprocess.Popen[bytes]]:
+        return serving([str(seed_server)], {"PORT": str(port), "PROCESSING_DELAY_MS": "0"}, port)
+
     return [
-        Target("FastAPI + pydantic, in memory (baseline)", reference("pydantic_app"), stores_events=False),
+        Target("Go seed server, net/http, in memory (baseline)", go_seed, stores_events=False),
+        Target("FastAPI + pydantic, in memory", reference("pydantic_app"), stores_events=False),
         Target("FastAPI request.json(), in memory", reference("json_app"), stores_events=False),
         Target("raw ASGI, in memory (uvicorn's ceiling)", reference("raw_app"), stores_events=False),
         Target("eventctl, SQLite durable, as shipped", eventctl()),
@@ -169,7 +183,7 @@ def processed_share(database: Path) -> float:
 
 
 def bench_ingest(sizes: Sizes, scratch: Path) -> None:
-    targets = ingest_targets()
+    targets = ingest_targets(build_seed_server(scratch))
     results: dict[str, list[WrkResult]] = {target.name: [] for target in targets}
     processed: dict[str, list[float]] = {target.name: [] for target in targets}
     for _ in range(sizes.rounds):

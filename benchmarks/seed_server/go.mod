@@ -1,0 +1,3 @@
+module eventctl.dev/benchmarks/seed_server
+
+go 1.19
