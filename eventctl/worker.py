@@ -151,13 +151,14 @@ class Worker:
             hurried.cancel()
 
     async def _release(self, claims: list[Claim]) -> None:
-        log.warning("released %d unfinished events back to accepted", len(claims))
         try:
             await self._store.release(claims)
         except StoreUnavailable as exc:
             log.error("could not release %d claims (their leases will expire): %s", len(claims), exc)
         except Exception:  # stop must return whatever happens: the leases are the safety net
             log.exception("could not release %d claims (their leases will expire)", len(claims))
+        else:
+            log.warning("released %d unfinished events back to accepted", len(claims))
 
     async def _claim_loop(self) -> None:
         while not self._stopping:
