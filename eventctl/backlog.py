@@ -8,13 +8,13 @@ metrics' queue gauges are set from the same reading.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from eventctl.domain import Status
 from eventctl.errors import StoreUnavailable
 from eventctl.metrics import Metrics
 from eventctl.store import Store
+from eventctl.supervision import Supervised, Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -25,26 +25,25 @@ _BACKLOG_STATUSES = (Status.ACCEPTED, Status.PROCESSING, Status.RETRYING)
 class BacklogMonitor:
     """Keeps the latest queue depths and says whether the backlog is over the limit (0: no limit)."""
 
-    def __init__(self, store: Store, max_backlog: int, metrics: Metrics) -> None:
+    def __init__(self, store: Store, max_backlog: int, metrics: Metrics, supervisor: Supervisor) -> None:
         self._store = store
         self._max_backlog = max_backlog
         self._metrics = metrics
+        self._supervisor = supervisor
         self.depths: dict[Status, int] = {}
         self.full = False
-        self._task: asyncio.Task[None] | None = None
+        self._task: Supervised | None = None
 
     @property
     def backlog(self) -> int:
         return sum(self.depths.get(status, 0) for status in _BACKLOG_STATUSES)
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="eventctl-backlog")
+        self._task = self._supervisor.start("backlog_monitor", self._run)
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await self._task.stop()
 
     async def refresh(self) -> None:
         stats = await self._store.queue_stats()

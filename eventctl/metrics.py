@@ -143,6 +143,11 @@ class Metrics:
             ["outcome"],
             _LATENCY_BUCKETS,
         )
+        self.background_restarts = LoopCounter(
+            "eventctl_background_restarts",
+            "Restarts of a background loop after an unexpected error, by loop (see eventctl.supervision).",
+            ["task"],
+        )
         r.register(
             _LoopMetrics(
                 [
@@ -154,6 +159,7 @@ class Metrics:
                     self.retried,
                     self.failed,
                     self.processing_duration,
+                    self.background_restarts,
                 ]
             )
         )

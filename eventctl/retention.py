@@ -7,12 +7,12 @@ holds the store for long. Deleting an event frees its id: the idempotency window
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from datetime import UTC, datetime, timedelta
 
 from eventctl.errors import StoreUnavailable
 from eventctl.store import Store
+from eventctl.supervision import Supervised, Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -24,20 +24,19 @@ MAX_INTERVAL_SECONDS = 60.0
 class Pruner:
     """Runs ``prune_once`` every quarter of the retention (between 0.25 s and 60 s)."""
 
-    def __init__(self, store: Store, retention_seconds: float) -> None:
+    def __init__(self, store: Store, retention_seconds: float, supervisor: Supervisor) -> None:
         self._store = store
         self._retention = timedelta(seconds=retention_seconds)
         self._interval = min(MAX_INTERVAL_SECONDS, max(MIN_INTERVAL_SECONDS, retention_seconds / 4))
-        self._task: asyncio.Task[None] | None = None
+        self._supervisor = supervisor
+        self._task: Supervised | None = None
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="eventctl-retention")
+        self._task = self._supervisor.start("retention", self._run)
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await self._task.stop()
 
     async def prune_once(self) -> int:
         """Delete every processed event older than the retention, a batch at a time; return the count."""

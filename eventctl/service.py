@@ -1,13 +1,16 @@
 """The running service: its store, its worker, and whether it takes work.
 
 The ASGI lifespan calls ``start`` and ``close``; the server calls ``begin_drain`` the moment a shutdown
-signal arrives and ``drain`` to let the worker finish. Routes read ``accepting`` and ``is_ready``.
+signal arrives, ``drain`` to let the worker finish, and ``stop_now`` on a second signal. Routes read
+``accepting`` and ``is_ready``. The background loops run under one ``Supervisor``; when one cannot recover it
+calls ``fatal``, which tells whoever runs the service (``on_fatal``) to end the process with a non-zero exit.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 from eventctl.backlog import BacklogMonitor
 from eventctl.errors import StoreUnavailable
@@ -16,6 +19,7 @@ from eventctl.metrics import Metrics
 from eventctl.retention import Pruner
 from eventctl.settings import Settings
 from eventctl.store import Store, open_store
+from eventctl.supervision import Supervisor
 from eventctl.tracing import Tracing
 from eventctl.worker import Backoff, Worker
 
@@ -36,6 +40,9 @@ class Service:
         self._worker: Worker | None = None
         self._pruner: Pruner | None = None
         self._backlog: BacklogMonitor | None = None
+        self.supervisor = Supervisor(self.metrics.background_restarts, self.fatal)
+        self.fatal_reason: str | None = None  # why the service gave up, once it has
+        self._fatal_listeners: list[Callable[[str], None]] = []
 
     @property
     def store(self) -> Store:
@@ -71,19 +78,21 @@ class Service:
             backoff=Backoff(settings.retry_backoff_ms / 1000, settings.retry_backoff_max_ms / 1000),
             lease_seconds=settings.lease_seconds,
             metrics=self.metrics,
+            supervisor=self.supervisor,
             tracing=self.tracing,
         )
         self._worker.start()
-        self._backlog = BacklogMonitor(store, settings.max_backlog, self.metrics)
+        self._backlog = BacklogMonitor(store, settings.max_backlog, self.metrics, self.supervisor)
         self._backlog.start()
         if not settings.keys:
             log.warning("API_KEYS is not set: the API is open to anyone who can reach it (allowed in ENV=dev only)")
         if settings.retention > 0:
-            self._pruner = Pruner(store, settings.retention)
+            self._pruner = Pruner(store, settings.retention, self.supervisor)
             self._pruner.start()
 
     async def is_ready(self) -> bool:
-        """Ready when not draining, the worker runs and the store answers."""
+        """Ready when not draining, the worker's claim loop runs (not down after a failure) and the store
+        answers."""
         if self._draining or self._worker is None or not self._worker.running or self._store is None:
             return False
         try:
@@ -96,6 +105,30 @@ class Service:
     def begin_drain(self) -> None:
         """Refuse new events and report not ready, at once. Called from a signal handler."""
         self._draining = True
+
+    def on_fatal(self, listener: Callable[[str], None]) -> None:
+        """Call ``listener(reason)`` when the service gives up (see ``fatal``). The server registers one that
+        shuts the process down with a non-zero exit."""
+        self._fatal_listeners.append(listener)
+
+    def fatal(self, reason: str) -> None:
+        """Give up: a background loop kept failing and cannot recover. Record ``reason`` in ``fatal_reason``,
+        stop taking work (ready and new events answer 503 from now on), and tell the ``on_fatal`` listeners,
+        whose job is to end the process with a non-zero exit so that its supervisor starts a fresh one.
+        Only the first call counts."""
+        if self.fatal_reason is not None:
+            return
+        self.fatal_reason = reason
+        log.critical("the service cannot go on and must be restarted: %s", reason)
+        self.begin_drain()
+        for listener in self._fatal_listeners:
+            listener(reason)
+
+    def stop_now(self) -> None:
+        """Cut the drain's grace short (a second signal): running handlers are cancelled and their events
+        released at once, instead of after ``SHUTDOWN_TIMEOUT_S``."""
+        if self._worker is not None:
+            self._worker.stop_now()
 
     async def drain(self) -> None:
         """Let running handlers finish within ``SHUTDOWN_TIMEOUT_S``, then release what is left."""

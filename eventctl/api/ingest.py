@@ -15,7 +15,7 @@ import orjson
 from starlette.types import Message, Receive, Scope, Send
 
 from eventctl.api.problems import RETRY_AFTER_SECONDS, problem_body, send_response
-from eventctl.api.schemas import EVENT_ID_FORBIDDEN, MAX_EVENT_ID_LENGTH, MAX_PAYLOAD_DEPTH, PROBLEM_MEDIA_TYPE
+from eventctl.api.schemas import FORBIDDEN_IN_EVENT_ID, MAX_EVENT_ID_LENGTH, MAX_PAYLOAD_DEPTH, PROBLEM_MEDIA_TYPE
 from eventctl.domain import event_path
 from eventctl.errors import StoreUnavailable
 from eventctl.logs import EVENT_ID
@@ -25,7 +25,6 @@ log = logging.getLogger(__name__)
 
 _JSON = b"application/json"
 _LONG_DIGITS = re.compile(rb"\d{19}")
-_FORBIDDEN_IN_EVENT_ID = re.compile(f"[{EVENT_ID_FORBIDDEN}\\ud800-\\udfff]")  # and lone surrogates
 _EMPTY_PAYLOAD = b"{}"
 
 Answer = tuple[int, bytes, bytes, list[tuple[bytes, bytes]]]  # status, media type, body, extra headers
@@ -149,7 +148,7 @@ def _validate(document: Any, body: bytes) -> tuple[str | None, list[dict[str, st
     if len(event_id) > MAX_EVENT_ID_LENGTH:
         detail = f"event_id must be at most {MAX_EVENT_ID_LENGTH} characters"
         return None, [{"detail": detail, "pointer": "#/event_id"}]
-    if _FORBIDDEN_IN_EVENT_ID.search(event_id):
+    if FORBIDDEN_IN_EVENT_ID.search(event_id):
         detail = "event_id must not contain control characters, line separators or lone surrogates"
         return None, [{"detail": detail, "pointer": "#/event_id"}]
     return event_id, []

@@ -19,6 +19,7 @@ from eventctl.api.schemas import (
     Health,
     Problem,
     Readiness,
+    is_possible_event_id,
 )
 from eventctl.domain import Event, Status, event_path
 from eventctl.durations import format_go_duration
@@ -98,9 +99,11 @@ async def list_events(
 )
 async def replay_event(event_id: str, request: Request) -> Response:
     EVENT_ID.set(event_id)
+    if not is_possible_event_id(event_id):
+        return _not_found(event_id)
     before = await _service(request).store.replay(event_id)
     if before is None:
-        return problem_response(404, "event-not-found", f"no event has id {event_id!r}", event_id=event_id)
+        return _not_found(event_id)
     if before is not Status.FAILED:
         return problem_response(
             409,
@@ -123,10 +126,18 @@ async def replay_event(event_id: str, request: Request) -> Response:
 )
 async def get_event(event_id: str, request: Request) -> Response:
     EVENT_ID.set(event_id)
+    if not is_possible_event_id(event_id):
+        return _not_found(event_id)
     event = await _service(request).store.get(event_id)
     if event is None:
-        return problem_response(404, "event-not-found", f"no event has id {event_id!r}", event_id=event_id)
+        return _not_found(event_id)
     return _json(event_document(event))
+
+
+def _not_found(event_id: str) -> Response:
+    """404 for an unknown id, and without asking the store for one no event can have (a control character,
+    NUL, too long): PostgreSQL cannot even compare a NUL."""
+    return problem_response(404, "event-not-found", f"no event has id {event_id!r}", event_id=event_id)
 
 
 @router.get(

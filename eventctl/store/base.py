@@ -7,6 +7,17 @@ Every implementation keeps the same promises, proven by one contract suite (``te
   ``fail`` and ``release`` change an event only while that token still holds it, and say whether it did.
 - Events become due in ``due`` order: the time they were accepted, their retry time, or their lease expiry.
 - ``wait_for_work`` returns as soon as an event is committed, so workers never poll on a tick.
+
+One rule for errors, on every path of every store (each driver applies it in one place):
+
+- A failure of the database or of the way to it is raised as ``StoreUnavailable``: a connection lost or
+  refused, a pool closed or exhausted, too many connections, a timeout, an I/O error, a full disk, a
+  database locked past the busy timeout, a read-only database or transaction, a serialization failure or
+  deadlock, the server shutting down. Retrying later may succeed: the API answers 503 with ``Retry-After``,
+  and the worker and the background tasks wait and try again.
+- Anything else is a bug (our SQL is wrong, an integrity error we did not expect, a Python exception in our
+  code): it propagates as itself, never wrapped, so that whoever catches it logs it with its traceback (the
+  API answers a 500 problem, the worker leaves the event to its lease, the supervisor restarts the loop).
 """
 
 from __future__ import annotations

@@ -8,8 +8,6 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
-from eventctl.errors import StoreUnavailable
-
 Item = TypeVar("Item")
 Result = TypeVar("Result")
 
@@ -18,8 +16,8 @@ class BatchedWrite(Generic[Item, Result]):
     """``await batched(item)`` returns ``item``'s result once the batch holding it was written.
 
     ``write`` takes a batch and returns one result per item, in order. If it raises, every caller of that
-    batch gets the error (a ``StoreUnavailable``; anything else is wrapped in one): a caller that never
-    heard back would hold its worker slot forever.
+    batch gets that very error, whatever it is (a caller that never heard back would hold its worker slot
+    forever): a ``StoreUnavailable`` stays one, and a bug stays the bug (``store/base.py``'s rule).
     """
 
     def __init__(self, write: Callable[[list[Item]], Awaitable[list[Result]]], name: str) -> None:
@@ -46,10 +44,9 @@ class BatchedWrite(Generic[Item, Result]):
             try:
                 results = await self._write([item for item, _ in batch])
             except Exception as exc:
-                error = exc if isinstance(exc, StoreUnavailable) else StoreUnavailable(f"{type(exc).__name__}: {exc}")
                 for _, future in batch:
                     if not future.done():
-                        future.set_exception(error)
+                        future.set_exception(exc)
                 continue
             for (_, future), result in zip(batch, results, strict=True):
                 if not future.done():

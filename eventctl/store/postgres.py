@@ -5,8 +5,9 @@
 - A committed event wakes this instance's worker at once and the others through ``LISTEN``/``NOTIFY``; the
   notification is sent outside the insert's transaction and at most once per ``NOTIFY_INTERVAL``, so ingest
   does not serialise on PostgreSQL's notification queue.
-- Every failure to reach the database is ``StoreUnavailable``: the API answers 503 and the worker waits;
-  the pool and the listener reconnect by themselves when the database is back.
+- An outage (unreachable, too many connections, read-only after a failover, shutting down: ``is_unavailable``)
+  is ``StoreUnavailable``: the API answers 503 and the worker waits; the pool and the listener reconnect by
+  themselves when the database is back. Any other error is a bug and propagates as itself.
 
 asyncpg is the driver: it is built for asyncio, speaks the binary protocol, and has ``LISTEN`` built in.
 """
@@ -40,18 +41,36 @@ COMMAND_TIMEOUT = 30.0
 LISTENER_RETRY_SECONDS = 1.0
 
 _EVENT_COLUMNS = "event_id, status, payload, attempts, received_at, updated_at, processed_at, due_at, last_error"
-# Everything that means "the database cannot be reached or is going away": 503, not 500.
+# What means "the database cannot be reached, cannot take this now, or is going away", under
+# ``store/base.py``'s rule: these errors, and the server errors of ``_UNAVAILABLE_SQLSTATES``, are
+# ``StoreUnavailable`` (503, retried); every other error is a bug and propagates as itself.
 _UNAVAILABLE = (
-    OSError,
-    TimeoutError,
-    asyncpg.PostgresConnectionError,
+    OSError,  # refused, reset, unreachable
+    TimeoutError,  # connect, acquire and command timeouts
+    # A closed connection or pool ("connection is closed", "pool is closing"); the ValueError subclasses
+    # (DataError, ClientConfigurationError) are wrong arguments of ours, and are excluded in is_unavailable.
     asyncpg.InterfaceError,
-    asyncpg.exceptions.OperatorInterventionError,
-    asyncpg.exceptions.InsufficientResourcesError,
-    asyncpg.exceptions.CannotConnectNowError,
     # Raised instead of a connection error when the server goes away in the middle of a statement.
     asyncpg.exceptions.InternalClientError,
 )
+# SQLSTATE classes (two characters) and codes of server errors that are outages, not bugs.
+_UNAVAILABLE_SQLSTATES = (
+    "08",  # connection exception
+    "25006",  # read-only SQL transaction: a failover made the database read-only
+    "40",  # transaction rollback: serialization failure, deadlock
+    "53",  # insufficient resources: too many connections, disk full, out of memory
+    "55P03",  # lock not available
+    "57",  # operator intervention: shutting down, cannot connect now, statement timeout
+    "58",  # system error: I/O error
+)
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` is a failure of the database or of the way to it (``StoreUnavailable``), not a bug."""
+    if isinstance(exc, asyncpg.PostgresError):
+        sqlstate: str = getattr(exc, "sqlstate", None) or ""
+        return sqlstate.startswith(_UNAVAILABLE_SQLSTATES)
+    return isinstance(exc, _UNAVAILABLE) and not isinstance(exc, ValueError)
 
 
 def _row_to_event(row: asyncpg.Record) -> Event:
@@ -112,14 +131,16 @@ class PostgresStore(Store):
 
     @contextlib.asynccontextmanager
     async def _connection(self) -> AsyncIterator[PoolConnectionProxy]:
-        """A pooled connection; failures to reach the database become ``StoreUnavailable``."""
+        """A pooled connection; an outage (``is_unavailable``) becomes ``StoreUnavailable``, a bug stays itself."""
         if self._pool is None:
             raise StoreUnavailable("the PostgreSQL store is not open")
         try:
             async with self._pool.acquire(timeout=CONNECT_TIMEOUT) as conn:
                 yield conn
-        except _UNAVAILABLE as exc:
-            raise StoreUnavailable(f"PostgreSQL: {type(exc).__name__}: {exc}") from exc
+        except Exception as exc:
+            if is_unavailable(exc):
+                raise StoreUnavailable(f"PostgreSQL: {type(exc).__name__}: {exc}") from exc
+            raise
 
     # -- wake-ups across instances ---------------------------------------------------------------------
 
@@ -137,6 +158,8 @@ class PostgresStore(Store):
                     await conn.execute(f"NOTIFY {CHANNEL}")
             except StoreUnavailable as exc:
                 log.debug("could not notify other instances: %s", exc)
+            except Exception:  # a bug: the wake-ups of other instances must not stop for good
+                log.exception("could not notify other instances")
             await asyncio.sleep(NOTIFY_INTERVAL)
 
     async def _listen(self) -> None:
@@ -155,8 +178,11 @@ class PostgresStore(Store):
                 self.notify_work()  # anything committed while we were not listening is due now
                 await lost.wait()
                 log.warning("lost the PostgreSQL LISTEN connection; reconnecting")
-            except _UNAVAILABLE as exc:
-                log.warning("PostgreSQL LISTEN failed, reconnecting: %s", exc)
+            except Exception as exc:  # the listener must outlive anything: it is how other instances wake us
+                if is_unavailable(exc):
+                    log.warning("PostgreSQL LISTEN failed, reconnecting: %s", exc)
+                else:
+                    log.exception("PostgreSQL LISTEN failed, reconnecting")
                 await asyncio.sleep(LISTENER_RETRY_SECONDS)
             finally:
                 with contextlib.suppress(*_UNAVAILABLE):
@@ -165,8 +191,12 @@ class PostgresStore(Store):
     # -- the interface ---------------------------------------------------------------------------------
 
     async def ping(self) -> None:
+        """Also unavailable while the database is read-only (a failover in progress, a standby): it answers,
+        but no write can succeed."""
         async with self._connection() as conn:
-            await conn.fetchval("SELECT 1", timeout=CONNECT_TIMEOUT)
+            read_only = await conn.fetchval("SELECT current_setting('transaction_read_only')", timeout=CONNECT_TIMEOUT)
+        if read_only == "on":
+            raise StoreUnavailable("PostgreSQL: the database is read-only; writes cannot succeed")
 
     async def add(self, event_id: str, payload: bytes, traceparent: str | None = None) -> Event | None:
         async with self._connection() as conn:

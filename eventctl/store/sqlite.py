@@ -26,7 +26,7 @@ from eventctl.errors import ConfigError, StoreUnavailable
 from eventctl.store.base import Store
 from eventctl.store.batching import BatchedWrite
 from eventctl.store.sqlite_schema import migrate
-from eventctl.store.sqlite_writer import SqliteWriter
+from eventctl.store.sqlite_writer import SqliteWriter, store_error
 
 T = TypeVar("T")
 
@@ -75,6 +75,7 @@ class SqliteStore(Store):
         self._reader_connections: list[sqlite3.Connection] = []
         self._reader_local = threading.local()
         self._lock_file: IO[bytes] | None = None
+        self._closed = False  # reads after close are refused as unavailable, as the writer refuses writes
         self._complete = BatchedWrite(self._write_completions, name="eventctl-sqlite-completions")
 
     # -- lifecycle -----------------------------------------------------------------------------------
@@ -91,6 +92,7 @@ class SqliteStore(Store):
             raise ConfigError(f"invalid DATABASE_URL: cannot open SQLite database {self._path!r}: {exc}") from None
 
     async def close(self) -> None:
+        self._closed = True
         await self._complete.flush()  # acks already handed over are written, not dropped
         await self._writer.stop()
         if self._readers is not None:
@@ -125,12 +127,17 @@ class SqliteStore(Store):
         on the writer."""
         if self._readers is None:
             return await self._writer.run(query)
+        if self._closed:
+            raise StoreUnavailable("the SQLite store is closed")
 
         def run() -> T:
             try:
                 return query(self._reader_connection())
-            except sqlite3.OperationalError as exc:
-                raise StoreUnavailable(f"SQLite: {exc}") from exc
+            except sqlite3.Error as exc:
+                error = store_error(exc)
+                if error is exc:
+                    raise
+                raise error from exc
 
         return await asyncio.get_running_loop().run_in_executor(self._readers, run)
 

@@ -122,7 +122,9 @@ class SqliteWriter:
                 try:
                     outcomes.append((pending.future, pending.operation(conn), None))
                 except sqlite3.Error as exc:
-                    outcomes.append((pending.future, None, _translate(exc)))
+                    if not conn.in_transaction:  # SQLite rolled back the whole batch (disk full, I/O error)
+                        raise
+                    outcomes.append((pending.future, None, store_error(exc)))
                 except Exception as exc:  # a bug in one operation must not fail its neighbours
                     outcomes.append((pending.future, None, exc))
             conn.execute("COMMIT")
@@ -131,16 +133,38 @@ class SqliteWriter:
             if conn.in_transaction:
                 with contextlib.suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
-            error = _translate(exc)
+            error = store_error(exc)
             outcomes = [(pending.future, None, error) for pending in batch]
         self._loop.call_soon_threadsafe(_settle, outcomes)
 
 
-def _translate(exc: sqlite3.Error) -> BaseException:
-    """Errors of the database (locked, I/O, disk full) are unavailability; errors of our SQL are bugs."""
-    if isinstance(exc, sqlite3.IntegrityError | sqlite3.ProgrammingError | sqlite3.InterfaceError):
-        return exc
-    return StoreUnavailable(f"SQLite: {exc}")
+# SQLite's primary result codes that mean the database or the disk under it failed, not our SQL. The
+# exception classes cannot tell: an ``OperationalError`` is "database is locked" as well as "no such table"
+# (SQLITE_ERROR, a bug of ours).
+_UNAVAILABLE_CODES = frozenset(
+    {
+        sqlite3.SQLITE_BUSY,  # locked past the busy timeout
+        sqlite3.SQLITE_LOCKED,
+        sqlite3.SQLITE_NOMEM,
+        sqlite3.SQLITE_READONLY,  # the file, its directory or its file system is read-only
+        sqlite3.SQLITE_INTERRUPT,
+        sqlite3.SQLITE_IOERR,
+        sqlite3.SQLITE_CORRUPT,
+        sqlite3.SQLITE_FULL,  # the disk is full
+        sqlite3.SQLITE_CANTOPEN,
+        sqlite3.SQLITE_PROTOCOL,
+        sqlite3.SQLITE_NOTADB,
+    }
+)
+
+
+def store_error(exc: sqlite3.Error) -> BaseException:
+    """What a SQLite error is under ``store/base.py``'s rule: a failure of the database or of the disk is
+    ``StoreUnavailable``; anything else (our SQL, a constraint we did not expect, misuse) is the error itself."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None and code & 0xFF in _UNAVAILABLE_CODES:
+        return StoreUnavailable(f"SQLite: {exc}")
+    return exc
 
 
 Outcome = tuple[asyncio.Future[Any], Any, BaseException | None]
