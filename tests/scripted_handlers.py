@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+import warnings
 from typing import Any
 
 import orjson
@@ -60,3 +61,18 @@ def scripted_sync(delivery: Delivery) -> None:
     _record(delivery)
     time.sleep(_sleep_seconds(delivery))
     _verdict(delivery)
+
+
+async def ignores_cancellation(delivery: Delivery) -> None:
+    """Never ends by itself and swallows every cancellation: what a buggy handler does to a shutdown."""
+    _record(delivery)
+    while True:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            continue
+
+
+def warns(delivery: Delivery) -> None:
+    """Emits a Python warning, as libraries do, then succeeds."""
+    warnings.warn(f"a warning while handling {delivery.event_id}", UserWarning, stacklevel=1)
