@@ -19,6 +19,7 @@ from eventctl.auth import ApiKey, parse_api_keys
 from eventctl.durations import parse_duration
 from eventctl.errors import ConfigError
 from eventctl.ratelimit import RateLimit
+from eventctl.store import check_database_url
 
 Env = Literal["dev", "staging", "prod"]
 LogFormat = Literal["console", "json"]
@@ -77,7 +78,8 @@ class Settings:
             try:
                 values[spec.field] = spec.parse(raw)
             except ValueError as exc:
-                shown = "" if spec.secret else f"={raw!r}"  # a secret never reaches a log, even when wrong
+                # A secret never reaches a log, even when wrong; nor does the password of a URL.
+                shown = "" if spec.secret else f"={_without_password(raw)!r}"
                 raise ConfigError(f"invalid {spec.env}{shown}: {exc}") from None
         settings = cls(**values)
         settings._check_consistency()
@@ -93,6 +95,14 @@ class Settings:
                 f"invalid RETRY_BACKOFF_MAX_MS={self.retry_backoff_max_ms}: "
                 f"it must not be below RETRY_BACKOFF_MS={self.retry_backoff_ms}"
             )
+
+
+def _without_password(raw: str) -> str:
+    try:
+        password = urlsplit(raw).password
+    except ValueError:  # not a URL at all
+        return raw
+    return raw.replace(f":{password}@", ":***@") if password else raw
 
 
 def _integer(low: int, high: int) -> Callable[[str], int]:
@@ -136,6 +146,10 @@ def _text(raw: str) -> str:
     if not value or any(c.isspace() for c in value):
         raise ValueError("expected a value without spaces")
     return value
+
+
+def _database_url(raw: str) -> str:
+    return check_database_url(_text(raw))
 
 
 def _handler(raw: str) -> str:
@@ -207,7 +221,7 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("ENV", _choice("dev", "staging", "prod"), "Deployment environment: dev, staging or prod."),
     SettingSpec(
         "DATABASE_URL",
-        _text,
+        _database_url,
         "Store: sqlite:///path.db, postgresql://user@host/db, or memory:// (kept in memory only).",
     ),
     SettingSpec("HANDLER", _handler, "What processing is: sleep, webhook, or package.module:function."),
