@@ -18,6 +18,7 @@ from types import FrameType
 import uvicorn
 
 from eventctl.api import EventctlApp, create_app
+from eventctl.http_protocol import http_protocol_class
 from eventctl.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -79,8 +80,11 @@ def run(settings: Settings) -> None:
         port=settings.port,
         lifespan="on",
         log_config=None,
+        http=http_protocol_class(),
         access_log=False,
         server_header=False,
+        proxy_headers=settings.forwarded_allow_ips is not None,
+        forwarded_allow_ips=list(settings.forwarded_allow_ips or ()),
         timeout_graceful_shutdown=CONNECTION_CLOSE_SECONDS,
     )
     DrainingServer(config, app).run()

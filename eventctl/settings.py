@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
+import ipaddress
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -49,6 +50,7 @@ class Settings:
     api_keys: tuple[ApiKey, ...] = ()
     api_keys_file: tuple[ApiKey, ...] = ()  # read from the file at load
     rate_limit: RateLimit | None = None
+    forwarded_allow_ips: tuple[str, ...] | None = None  # proxies whose X-Forwarded-For is believed; None: none
     retention: float = 7 * 86_400.0  # seconds; 0 keeps processed events forever
     log_level: str = "info"
     log_format: LogFormat | None = None  # None: console in dev, json in staging and prod
@@ -187,6 +189,26 @@ def _api_keys_file(raw: str) -> tuple[ApiKey, ...]:
     return parse_api_keys(text)
 
 
+def _proxies(raw: str) -> tuple[str, ...]:
+    """Addresses and networks as uvicorn's ``forwarded_allow_ips`` reads them, or ``*`` alone. uvicorn takes
+    an entry it cannot read for a name that no client address ever matches; here it is refused instead."""
+    entries = tuple(entry.strip() for entry in raw.split(","))
+    if entries == ("*",):
+        return entries
+    for entry in entries:
+        try:
+            if "/" in entry:
+                ipaddress.ip_network(entry)
+            else:
+                ipaddress.ip_address(entry)
+        except ValueError:
+            raise ValueError(
+                f"{entry!r} is not an IP address or network; expected addresses and networks (10.0.0.0/8), "
+                "comma-separated, or * alone"
+            ) from None
+    return entries
+
+
 @dataclass(frozen=True, slots=True)
 class SettingSpec:
     """How one setting is named, parsed and explained."""
@@ -245,6 +267,11 @@ SETTINGS: tuple[SettingSpec, ...] = (
         "API_KEYS_FILE", _api_keys_file, "A file of API_KEYS entries, one a line (for mounted secrets).", "unset"
     ),
     SettingSpec("RATE_LIMIT", RateLimit.parse, "Per key (or client address when open), e.g. 200/s,burst=400.", "unset"),
+    SettingSpec(
+        "FORWARDED_ALLOW_IPS",
+        _proxies,
+        "Proxies whose X-Forwarded-For/-Proto are believed: addresses, networks, or *. Unset: none.",
+    ),
     SettingSpec("LOG_LEVEL", _choice("debug", "info", "warning", "error"), "Least severe level logged."),
     SettingSpec(
         "LOG_FORMAT", _choice("console", "json"), "console (default in dev) or json (staging, prod).", "by ENV"
