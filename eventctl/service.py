@@ -1,13 +1,17 @@
 """The running service: its store, its worker, and whether it takes work.
 
-The ASGI lifespan calls ``start`` and ``close``; the server calls ``begin_drain`` the moment a shutdown
-signal arrives and ``drain`` to let the worker finish. Routes read ``accepting`` and ``is_ready``.
+Whoever runs the service calls ``start`` and ``close``: ``eventctl serve`` itself (after ``load_handler``,
+before it binds its port), or the app's lifespan for an embedder. The server calls ``begin_drain`` the moment a
+shutdown signal arrives, ``drain`` to let the worker finish, and ``stop_now`` on a second signal; it learns
+through ``on_fatal`` that the service gave up. Routes read ``accepting`` and ``is_ready``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from collections.abc import Callable
 
 from eventctl.backlog import BacklogMonitor
 from eventctl.errors import StoreUnavailable
@@ -36,6 +40,11 @@ class Service:
         self._worker: Worker | None = None
         self._pruner: Pruner | None = None
         self._backlog: BacklogMonitor | None = None
+        self._started = False
+        self._drain_started = False
+        self._stopping_now: asyncio.Task[None] | None = None
+        self.fatal_reason: str | None = None  # why the service gave up, once it has
+        self._fatal_listeners: list[Callable[[str], None]] = []
 
     @property
     def store(self) -> Store:
@@ -57,9 +66,25 @@ class Service:
         """True while more events wait or run than ``MAX_BACKLOG``: new events are shed with 503."""
         return self._backlog is not None and self._backlog.full
 
+    @property
+    def started(self) -> bool:
+        """True from the moment ``start`` was called."""
+        return self._started
+
+    def load_handler(self) -> None:
+        """Load the handler ``HANDLER`` names, if it is not loaded yet; a handler that cannot be loaded raises
+        ``ConfigError`` naming ``HANDLER``. Nothing is started."""
+        if self._handler is None:
+            self._handler = load_handler(self.settings)
+
     async def start(self) -> None:
+        """Load the handler (unless ``load_handler`` did), open the store, start the worker and the
+        background tasks. Raises ``ConfigError`` for a setting that cannot work and ``StoreUnavailable`` for
+        a store that cannot be reached; ``close`` then releases what was opened."""
+        self._started = True
         settings = self.settings
-        self._handler = load_handler(settings)
+        self.load_handler()
+        assert self._handler is not None
         store = open_store(settings.database_url)
         await store.open()
         self._store = store
@@ -97,13 +122,44 @@ class Service:
         """Refuse new events and report not ready, at once. Called from a signal handler."""
         self._draining = True
 
-    async def drain(self) -> None:
-        """Let running handlers finish within ``SHUTDOWN_TIMEOUT_S``, then release what is left."""
+    def on_fatal(self, listener: Callable[[str], None]) -> None:
+        """Call ``listener(reason)`` when the service gives up (see ``fatal``). The server registers one that
+        shuts the process down with a non-zero exit."""
+        self._fatal_listeners.append(listener)
+
+    def fatal(self, reason: str) -> None:
+        """Give up: something the service needs cannot recover. Record ``reason`` in ``fatal_reason``, stop
+        taking work (ready and new events answer 503 from now on), and tell the ``on_fatal`` listeners, whose
+        job is to end the process with a non-zero exit so that its supervisor starts a fresh one. Only the
+        first call counts."""
+        if self.fatal_reason is not None:
+            return
+        self.fatal_reason = reason
+        log.critical("the service cannot go on and must be restarted: %s", reason)
         self.begin_drain()
+        for listener in self._fatal_listeners:
+            listener(reason)
+
+    def stop_now(self) -> None:
+        """Cut the drain's grace short (a second signal): running handlers are cancelled and their events
+        released at once, instead of after ``SHUTDOWN_TIMEOUT_S``."""
+        if self._worker is not None and self._stopping_now is None:
+            self._stopping_now = asyncio.create_task(self._worker.stop(0), name="eventctl-stop-now")
+
+    async def drain(self) -> None:
+        """Let running handlers finish within ``SHUTDOWN_TIMEOUT_S``, then release what is left. Only the
+        first call drains: once a drain began, later calls (``close``) return at once, even if that drain
+        was given up on."""
+        self.begin_drain()
+        if self._drain_started:
+            return
+        self._drain_started = True
         if self._worker is not None:
             await self._worker.stop(self.settings.shutdown_timeout_s)
 
     async def close(self) -> None:
+        """Drain (unless a drain began already), stop the background tasks, close the store and the
+        handler."""
         await self.drain()
         for task in (self._pruner, self._backlog):
             if task is not None:

@@ -1,5 +1,6 @@
 """The ASGI application: FastAPI for the API's routes and docs, the lean ingest endpoint for
-``POST /events``, and the lifespan that starts and stops the service."""
+``POST /events``, and a lifespan that starts and stops the service for embedders (``eventctl serve`` starts
+it itself, before it serves)."""
 
 from __future__ import annotations
 
@@ -80,8 +81,14 @@ class EventctlApp:
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         """Start the service before the first request; stop it after the last. A start that fails for a
-        reason the user can fix is reported as one line, without a traceback."""
+        reason the user can fix is reported as one line, without a traceback. A service started by someone
+        else (``eventctl serve``) is left to them to stop."""
         await receive()  # lifespan.startup
+        if self.service.started:
+            await send({"type": "lifespan.startup.complete"})
+            await receive()  # lifespan.shutdown
+            await send({"type": "lifespan.shutdown.complete"})
+            return
         try:
             await self.service.start()
         except (EventctlError, OSError) as exc:
