@@ -63,7 +63,7 @@ class DrainingServer(uvicorn.Server):
         self._service = app.service
         self._serving = False  # the service started and uvicorn took over the sockets
         self._stopping = False  # a stop signal arrived, or the service gave up
-        self._drain_task: asyncio.Task[None] | None = None
+        self._drain_task: asyncio.Task[None] | None = None  # held: the loop keeps only a weak reference
         self._stop_now = asyncio.Event()
         self.fatal_reason: str | None = None
 

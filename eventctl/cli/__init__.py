@@ -11,19 +11,20 @@ import sys
 
 
 def main() -> None:
-    serving = sys.argv[1:2] == ["serve"]
-    if not serving:
-        from eventctl.cli.main import main as run
-
-        run()
+    if sys.argv[1:2] != ["serve"]:
+        _run()
         return
     from eventctl.signals import StopRequested, process_signals
 
     process_signals.install()
     try:
-        from eventctl.cli.main import main as run
-
-        run()
+        _run()
     except StopRequested as stop:
         logging.getLogger("eventctl.server").warning("received %s before the server started: not starting", stop)
         sys.exit(0)
+
+
+def _run() -> None:
+    from eventctl.cli.main import main as run  # typer, rich and the commands: imported after the handlers
+
+    run()

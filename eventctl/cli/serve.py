@@ -28,7 +28,7 @@ EXIT_UNAVAILABLE = 3
 
 
 def _serve(**options: str | None) -> None:
-    process_signals.install()  # already done by eventctl.cli.main when run as the console script
+    process_signals.install()  # the console script (eventctl.cli:main) did it already, before its imports
     from eventctl.cli.render import error_line  # the server stack is imported only when serving
 
     try:
