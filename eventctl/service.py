@@ -1,9 +1,9 @@
 """The running service: its store, its worker, and whether it takes work.
 
-The ASGI lifespan calls ``start`` and ``close``; the server calls ``begin_drain`` the moment a shutdown
-signal arrives, ``drain`` to let the worker finish, and ``stop_now`` on a second signal. Routes read
-``accepting`` and ``is_ready``. The background loops run under one ``Supervisor``; when one cannot recover it
-calls ``fatal``, which tells whoever runs the service (``on_fatal``) to end the process with a non-zero exit.
+Whoever runs the service calls ``start`` and ``close``: ``eventctl serve`` itself (after ``load_handler``,
+before it binds its port), or the app's lifespan for an embedder. The server calls ``begin_drain`` the moment a
+shutdown signal arrives, ``drain`` to let the worker finish, and ``stop_now`` on a second signal; it learns
+through ``on_fatal`` that the service gave up. Routes read ``accepting`` and ``is_ready``.
 """
 
 from __future__ import annotations
@@ -41,6 +41,8 @@ class Service:
         self._pruner: Pruner | None = None
         self._backlog: BacklogMonitor | None = None
         self.supervisor = Supervisor(self.metrics.background_restarts, self.fatal)
+        self._started = False
+        self._drain_started = False
         self.fatal_reason: str | None = None  # why the service gave up, once it has
         self._fatal_listeners: list[Callable[[str], None]] = []
 
@@ -64,9 +66,25 @@ class Service:
         """True while more events wait or run than ``MAX_BACKLOG``: new events are shed with 503."""
         return self._backlog is not None and self._backlog.full
 
+    @property
+    def started(self) -> bool:
+        """True from the moment ``start`` was called."""
+        return self._started
+
+    def load_handler(self) -> None:
+        """Load the handler ``HANDLER`` names, if it is not loaded yet; a handler that cannot be loaded raises
+        ``ConfigError`` naming ``HANDLER``. Nothing is started."""
+        if self._handler is None:
+            self._handler = load_handler(self.settings)
+
     async def start(self) -> None:
+        """Load the handler (unless ``load_handler`` did), open the store, start the worker and the
+        background tasks. Raises ``ConfigError`` for a setting that cannot work and ``StoreUnavailable`` for
+        a store that cannot be reached; ``close`` then releases what was opened."""
+        self._started = True
         settings = self.settings
-        self._handler = load_handler(settings)
+        self.load_handler()
+        assert self._handler is not None
         store = open_store(settings.database_url)
         await store.open()
         self._store = store
@@ -112,10 +130,10 @@ class Service:
         self._fatal_listeners.append(listener)
 
     def fatal(self, reason: str) -> None:
-        """Give up: a background loop kept failing and cannot recover. Record ``reason`` in ``fatal_reason``,
-        stop taking work (ready and new events answer 503 from now on), and tell the ``on_fatal`` listeners,
-        whose job is to end the process with a non-zero exit so that its supervisor starts a fresh one.
-        Only the first call counts."""
+        """Give up: something the service needs cannot recover. Record ``reason`` in ``fatal_reason``, stop
+        taking work (ready and new events answer 503 from now on), and tell the ``on_fatal`` listeners, whose
+        job is to end the process with a non-zero exit so that its supervisor starts a fresh one. Only the
+        first call counts."""
         if self.fatal_reason is not None:
             return
         self.fatal_reason = reason
@@ -131,12 +149,19 @@ class Service:
             self._worker.stop_now()
 
     async def drain(self) -> None:
-        """Let running handlers finish within ``SHUTDOWN_TIMEOUT_S``, then release what is left."""
+        """Let running handlers finish within ``SHUTDOWN_TIMEOUT_S``, then release what is left. Only the
+        first call drains: once a drain began, later calls (``close``) return at once, even if that drain
+        was given up on."""
         self.begin_drain()
+        if self._drain_started:
+            return
+        self._drain_started = True
         if self._worker is not None:
             await self._worker.stop(self.settings.shutdown_timeout_s)
 
     async def close(self) -> None:
+        """Drain (unless a drain began already), stop the background tasks, close the store and the
+        handler."""
         await self.drain()
         for task in (self._pruner, self._backlog):
             if task is not None:

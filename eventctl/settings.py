@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
+import ipaddress
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from eventctl.auth import ApiKey, parse_api_keys
 from eventctl.durations import parse_duration
 from eventctl.errors import ConfigError
 from eventctl.ratelimit import RateLimit
+from eventctl.store import check_database_url
 
 Env = Literal["dev", "staging", "prod"]
 LogFormat = Literal["console", "json"]
@@ -48,6 +50,7 @@ class Settings:
     api_keys: tuple[ApiKey, ...] = ()
     api_keys_file: tuple[ApiKey, ...] = ()  # read from the file at load
     rate_limit: RateLimit | None = None
+    forwarded_allow_ips: tuple[str, ...] | None = None  # proxies whose X-Forwarded-For is believed; None: none
     retention: float = 7 * 86_400.0  # seconds; 0 keeps processed events forever
     log_level: str = "info"
     log_format: LogFormat | None = None  # None: console in dev, json in staging and prod
@@ -77,7 +80,8 @@ class Settings:
             try:
                 values[spec.field] = spec.parse(raw)
             except ValueError as exc:
-                shown = "" if spec.secret else f"={raw!r}"  # a secret never reaches a log, even when wrong
+                # A secret never reaches a log, even when wrong; nor does the password of a URL.
+                shown = "" if spec.secret else f"={_without_password(raw)!r}"
                 raise ConfigError(f"invalid {spec.env}{shown}: {exc}") from None
         settings = cls(**values)
         settings._check_consistency()
@@ -93,6 +97,14 @@ class Settings:
                 f"invalid RETRY_BACKOFF_MAX_MS={self.retry_backoff_max_ms}: "
                 f"it must not be below RETRY_BACKOFF_MS={self.retry_backoff_ms}"
             )
+
+
+def _without_password(raw: str) -> str:
+    try:
+        password = urlsplit(raw).password
+    except ValueError:  # not a URL at all
+        return raw
+    return raw.replace(f":{password}@", ":***@") if password else raw
 
 
 def _integer(low: int, high: int) -> Callable[[str], int]:
@@ -138,6 +150,10 @@ def _text(raw: str) -> str:
     return value
 
 
+def _database_url(raw: str) -> str:
+    return check_database_url(_text(raw))
+
+
 def _handler(raw: str) -> str:
     value = raw.strip()
     if value in ("sleep", "webhook") or re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", value):
@@ -171,6 +187,26 @@ def _api_keys_file(raw: str) -> tuple[ApiKey, ...]:
     except OSError as exc:
         raise ValueError(f"cannot read it: {exc.strerror}") from None
     return parse_api_keys(text)
+
+
+def _proxies(raw: str) -> tuple[str, ...]:
+    """Addresses and networks as uvicorn's ``forwarded_allow_ips`` reads them, or ``*`` alone. uvicorn takes
+    an entry it cannot read for a name that no client address ever matches; here it is refused instead."""
+    entries = tuple(entry.strip() for entry in raw.split(","))
+    if entries == ("*",):
+        return entries
+    for entry in entries:
+        try:
+            if "/" in entry:
+                ipaddress.ip_network(entry)
+            else:
+                ipaddress.ip_address(entry)
+        except ValueError:
+            raise ValueError(
+                f"{entry!r} is not an IP address or network; expected addresses and networks (10.0.0.0/8), "
+                "comma-separated, or * alone"
+            ) from None
+    return entries
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,7 +243,7 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("ENV", _choice("dev", "staging", "prod"), "Deployment environment: dev, staging or prod."),
     SettingSpec(
         "DATABASE_URL",
-        _text,
+        _database_url,
         "Store: sqlite:///path.db, postgresql://user@host/db, or memory:// (kept in memory only).",
     ),
     SettingSpec("HANDLER", _handler, "What processing is: sleep, webhook, or package.module:function."),
@@ -231,6 +267,11 @@ SETTINGS: tuple[SettingSpec, ...] = (
         "API_KEYS_FILE", _api_keys_file, "A file of API_KEYS entries, one a line (for mounted secrets).", "unset"
     ),
     SettingSpec("RATE_LIMIT", RateLimit.parse, "Per key (or client address when open), e.g. 200/s,burst=400.", "unset"),
+    SettingSpec(
+        "FORWARDED_ALLOW_IPS",
+        _proxies,
+        "Proxies whose X-Forwarded-For/-Proto are believed: addresses, networks, or *. Unset: none.",
+    ),
     SettingSpec("LOG_LEVEL", _choice("debug", "info", "warning", "error"), "Least severe level logged."),
     SettingSpec(
         "LOG_FORMAT", _choice("console", "json"), "console (default in dev) or json (staging, prod).", "by ENV"

@@ -17,6 +17,7 @@ import asyncio
 import functools
 import os
 import time
+import warnings
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -121,3 +122,18 @@ async def decorated_async(delivery: Delivery) -> None:
 def sync_returning_coroutine(delivery: Delivery) -> Coroutine[Any, Any, None]:
     """A plain function whose result is a coroutine: only awaiting it runs the work."""
     return scripted(delivery)
+
+
+async def ignores_cancellation(delivery: Delivery) -> None:
+    """Never ends by itself and swallows every cancellation: what a buggy handler does to a shutdown."""
+    _record(delivery)
+    while True:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            continue
+
+
+def warns(delivery: Delivery) -> None:
+    """Emits a Python warning, as libraries do, then succeeds."""
+    warnings.warn(f"a warning while handling {delivery.event_id}", UserWarning, stacklevel=1)

@@ -1,5 +1,6 @@
 """The ASGI application: FastAPI for the API's routes and docs, the lean ingest endpoint for
-``POST /events``, and the lifespan that starts and stops the service."""
+``POST /events``, and a lifespan that starts and stops the service for embedders (``eventctl serve`` starts
+it itself, before it serves)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import logging
 
 from fastapi import FastAPI
 from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from eventctl import __version__
 from eventctl.api.access import AccessControl
@@ -62,13 +63,32 @@ class EventctlApp:
     async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] == "/events" and scope["method"] == "POST":
             await self.ingest(scope, receive, send)
+        elif scope["type"] == "http" and scope["method"] == "HEAD":
+            await self._head(scope, receive, send)
         else:
             await self.api(scope, receive, send)
 
+    async def _head(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """HEAD on any path is GET without the body (RFC 9110 §9.3.2): the same status and headers,
+        Content-Length included. The routes see a GET; the server and the request observer keep seeing
+        HEAD, and the observer learns the route that answered (for its metrics)."""
+        as_get = {**scope, "method": "GET"}
+        try:
+            await self.api(as_get, receive, _without_body(send))
+        finally:
+            if "route" in as_get:
+                scope["route"] = as_get["route"]
+
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         """Start the service before the first request; stop it after the last. A start that fails for a
-        reason the user can fix is reported as one line, without a traceback."""
+        reason the user can fix is reported as one line, without a traceback. A service started by someone
+        else (``eventctl serve``) is left to them to stop."""
         await receive()  # lifespan.startup
+        if self.service.started:
+            await send({"type": "lifespan.startup.complete"})
+            await receive()  # lifespan.shutdown
+            await send({"type": "lifespan.shutdown.complete"})
+            return
         try:
             await self.service.start()
         except (EventctlError, OSError) as exc:
@@ -79,6 +99,17 @@ class EventctlApp:
         await receive()  # lifespan.shutdown
         await self.service.close()
         await send({"type": "lifespan.shutdown.complete"})
+
+
+def _without_body(send: Send) -> Send:
+    async def send_head(message: Message) -> None:
+        if message["type"] == "http.response.body":
+            if message.get("more_body", False):
+                return
+            message = {"type": "http.response.body", "body": b""}
+        await send(message)
+
+    return send_head
 
 
 def create_app(settings: Settings) -> EventctlApp:

@@ -79,7 +79,10 @@ def install_problem_handlers(app: FastAPI) -> None:
         detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
         headers = dict(exc.headers or {})
         if exc.status_code == 405:
-            headers["Allow"] = ", ".join(documented_methods(app.openapi(), request.url.path))
+            methods = documented_methods(app.openapi(), request.url.path)
+            if "GET" in methods:  # the app answers HEAD wherever it answers GET
+                methods = sorted([*methods, "HEAD"])
+            headers["Allow"] = ", ".join(methods)
         return problem_response(exc.status_code, kind, detail, headers=headers)
 
     @app.exception_handler(RequestValidationError)

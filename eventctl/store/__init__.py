@@ -7,9 +7,30 @@ from urllib.parse import parse_qs, urlsplit
 from eventctl.errors import ConfigError
 from eventctl.store.base import Store
 
-__all__ = ["Store", "open_store"]
+__all__ = ["Store", "check_database_url", "open_store"]
 
 _SYNCHRONOUS_MODES = ("FULL", "NORMAL")
+
+
+def check_database_url(url: str) -> str:
+    """``url`` itself if it names a store eventctl has; ``ValueError`` saying what is expected if not.
+    Nothing is opened or imported: ``Settings`` checks ``DATABASE_URL`` with it before anything starts."""
+    _sqlite_path(url)
+    return url
+
+
+def _sqlite_path(url: str) -> tuple[str, str] | None:
+    """The SQLite file and synchronous mode ``url`` names; ``None`` for the other stores."""
+    if url.startswith(("postgresql://", "postgres://")) or url == "memory://":
+        return None
+    parts = urlsplit(url)
+    if parts.scheme == "sqlite" and parts.path.startswith("/") and len(parts.path) > 1:
+        query = parse_qs(parts.query)
+        synchronous = query.get("synchronous", ["FULL"])[-1].upper()
+        if synchronous not in _SYNCHRONOUS_MODES or set(query) - {"synchronous"}:
+            raise ValueError("the only option is ?synchronous=full|normal")
+        return parts.path[1:], synchronous
+    raise ValueError("expected sqlite:///path/to/events.db, postgresql://... or memory://")
 
 
 def open_store(url: str) -> Store:
@@ -26,15 +47,11 @@ def open_store(url: str) -> Store:
         from eventctl.store.postgres import PostgresStore  # imported only when used: asyncpg is not small
 
         return PostgresStore(url)
-    if url == "memory://":
+    try:
+        sqlite = _sqlite_path(url)
+    except ValueError as exc:
+        raise ConfigError(f"invalid DATABASE_URL={url!r}: {exc}") from None
+    if sqlite is None:
         return SqliteStore(None)
-    parts = urlsplit(url)
-    if parts.scheme == "sqlite" and parts.path.startswith("/") and len(parts.path) > 1:
-        query = parse_qs(parts.query)
-        synchronous = query.get("synchronous", ["FULL"])[-1].upper()
-        if synchronous not in _SYNCHRONOUS_MODES or set(query) - {"synchronous"}:
-            raise ConfigError(f"invalid DATABASE_URL={url!r}: the only option is ?synchronous=full|normal")
-        return SqliteStore(parts.path[1:], synchronous=synchronous)
-    raise ConfigError(
-        f"invalid DATABASE_URL={url!r}: expected sqlite:///path/to/events.db, postgresql://... or memory://"
-    )
+    path, synchronous = sqlite
+    return SqliteStore(path, synchronous=synchronous)

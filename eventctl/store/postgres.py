@@ -18,15 +18,17 @@ import asyncio
 import contextlib
 import logging
 import random
+import socket
 from collections.abc import AsyncIterator, Collection
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 from eventctl.domain import QUEUE_STATUSES, Claim, Event, EventPage, QueueStats, Status
-from eventctl.errors import ConfigError, StoreUnavailable
+from eventctl.errors import ConfigError, EventctlError, StoreUnavailable
 from eventctl.store.base import Store
 from eventctl.store.batching import BatchedWrite
 from eventctl.store.postgres_schema import migrate
@@ -88,6 +90,44 @@ def _row_to_event(row: asyncpg.Record) -> Event:
     )
 
 
+# SQLSTATE classes of a server that answers but cannot take us now: too many connections, starting up or
+# shutting down, an I/O error. A start that meets them may succeed later.
+_START_UNAVAILABLE_CLASSES = ("08", "53", "57", "58")
+# SQLSTATE classes of a server that refuses what DATABASE_URL asks: the role, its password, the database, a
+# privilege, an option (``?search_path=...``). Retrying cannot help: a setting is wrong.
+_START_REFUSED_CLASSES = ("28", "3D", "3F", "42")
+
+
+def _start_error(dsn: str, exc: Exception) -> EventctlError | None:
+    """What a failure to open the store means for the start: ``StoreUnavailable`` (exit 3) or ``ConfigError``
+    (exit 2), in one line that names DATABASE_URL and the server but never the password; ``None`` for a bug."""
+    server = urlsplit(dsn).netloc.rpartition("@")[2] or "localhost"
+    sqlstate: str = getattr(exc, "sqlstate", None) or ""
+    error: EventctlError | None = None
+    if isinstance(exc, ConnectionRefusedError):
+        error = StoreUnavailable(f"DATABASE_URL: cannot reach PostgreSQL at {server} (connection refused)")
+    elif isinstance(exc, TimeoutError):
+        error = StoreUnavailable(
+            f"DATABASE_URL: cannot reach PostgreSQL at {server} (no answer in {CONNECT_TIMEOUT:g}s)"
+        )
+    elif isinstance(exc, socket.gaierror):
+        error = StoreUnavailable(f"DATABASE_URL: cannot reach PostgreSQL at {server} (unknown host: {exc.strerror})")
+    elif isinstance(exc, OSError):
+        error = StoreUnavailable(f"DATABASE_URL: cannot reach PostgreSQL at {server} ({exc.strerror or exc})")
+    elif isinstance(exc, asyncpg.PostgresError) and sqlstate.startswith(_START_UNAVAILABLE_CLASSES):
+        error = StoreUnavailable(f"DATABASE_URL: PostgreSQL at {server} cannot take us now ({exc})")
+    elif isinstance(exc, asyncpg.PostgresError) and sqlstate.startswith(_START_REFUSED_CLASSES):
+        error = ConfigError(f"invalid DATABASE_URL: PostgreSQL at {server} refused it: {exc}")
+    elif isinstance(exc, ValueError):  # asyncpg could not read the URL
+        error = ConfigError(f"invalid DATABASE_URL: {exc}")
+    elif isinstance(exc, (asyncpg.InterfaceError, asyncpg.exceptions.InternalClientError)):
+        error = StoreUnavailable(f"DATABASE_URL: PostgreSQL at {server} went away ({exc})")
+    password = urlsplit(dsn).password
+    if error is not None and password and password in str(error):
+        error = type(error)(str(error).replace(password, "***"))
+    return error
+
+
 class PostgresStore(Store):
     """Events in one PostgreSQL database, shared by every instance that uses it."""
 
@@ -103,6 +143,9 @@ class PostgresStore(Store):
     # -- lifecycle -----------------------------------------------------------------------------------
 
     async def open(self) -> None:
+        """Connect, migrate, and open the pool. A database that cannot be reached raises ``StoreUnavailable``;
+        one that answers but refuses us (role, password, database, privileges, options) raises
+        ``ConfigError``. Neither message shows the password."""
         try:
             conn = await asyncpg.connect(self._dsn, timeout=CONNECT_TIMEOUT)
             try:
@@ -112,10 +155,13 @@ class PostgresStore(Store):
             self._pool = await asyncpg.create_pool(
                 self._dsn, min_size=1, max_size=POOL_SIZE, timeout=CONNECT_TIMEOUT, command_timeout=COMMAND_TIMEOUT
             )
-        except (*_UNAVAILABLE, asyncpg.PostgresError) as exc:
-            raise ConfigError(
-                f"DATABASE_URL: cannot use the PostgreSQL database: {type(exc).__name__}: {exc}"
-            ) from None
+        except ConfigError:
+            raise
+        except Exception as exc:
+            error = _start_error(self._dsn, exc)
+            if error is None:
+                raise
+            raise error from None
         self._listener_task = asyncio.create_task(self._listen(), name="eventctl-pg-listener")
         self._notify_task = asyncio.create_task(self._send_notifications(), name="eventctl-pg-notifier")
 

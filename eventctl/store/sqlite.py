@@ -2,7 +2,8 @@
 
 Writes go through one writer thread that commits in batches (see ``sqlite_writer``); reads use their own
 connections in a small thread pool, which WAL lets run beside the writer. A file store is owned by one
-process (a lock file says so), which is why claims found at start belong to a dead process and are released.
+process (it holds a lock on the database file itself), which is why claims found at start belong to a dead
+process and are released.
 Times are stored as integer microseconds since the Unix epoch.
 """
 
@@ -10,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import fcntl
+import logging
 import os
 import random
 import sqlite3
@@ -29,6 +32,8 @@ from eventctl.store.sqlite_schema import migrate
 from eventctl.store.sqlite_writer import SqliteWriter, store_error
 
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
 
 _EVENT_COLUMNS = "event_id, status, payload, attempts, received_at, updated_at, processed_at, due_at, last_error"
 _WAITING = f"('{Status.ACCEPTED}', '{Status.RETRYING}')"
@@ -81,8 +86,10 @@ class SqliteStore(Store):
     # -- lifecycle -----------------------------------------------------------------------------------
 
     async def open(self) -> None:
+        """Take the database file (creating it if it is missing), migrate it, and release the claims a dead
+        process left. A file that cannot be used, or that another process holds, raises ``ConfigError``."""
         if self._path is not None:
-            self._lock_file = _lock_exclusively(self._path)
+            self._lock_file, real_path = _lock_exclusively(self._path)
             self._readers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="eventctl-sqlite-reader")
         try:
             await self._writer.start()
@@ -90,6 +97,8 @@ class SqliteStore(Store):
         except (sqlite3.Error, StoreUnavailable) as exc:
             await self.close()
             raise ConfigError(f"invalid DATABASE_URL: cannot open SQLite database {self._path!r}: {exc}") from None
+        if self._path is not None:
+            log.info("SQLite database %s", real_path)
 
     async def close(self) -> None:
         self._closed = True
@@ -358,18 +367,32 @@ def _release_orphaned_claims(conn: sqlite3.Connection) -> None:
     )
 
 
-def _lock_exclusively(path: str) -> IO[bytes]:
-    """Hold ``<path>.lock`` for the life of the store so a second process cannot share the file."""
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise ConfigError(f"invalid DATABASE_URL: the directory {directory!r} does not exist")
-    lock_file = open(path + ".lock", "wb")  # noqa: SIM115 - held open until close()
+def _lock_exclusively(path: str) -> tuple[IO[bytes], str]:
+    """Open the database file (creating it empty if it is missing) and hold an exclusive ``flock`` on it for
+    the life of the store, so that no second process can use the file: the lock belongs to the file, not to
+    the path, so a symbolic or a hard link to a file in use is refused too. Returns the held file and its
+    absolute path, symbolic links resolved.
+
+    ``flock`` locks are apart from the POSIX locks SQLite takes on the same file, so the two never meet. The
+    descriptor is closed only after SQLite's own connections (closing it earlier would drop SQLite's POSIX
+    locks of this process).
+    """
+    try:
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        directory = os.path.dirname(path) or "."
+        if exc.errno == errno.ENOENT and not os.path.isdir(directory):
+            raise ConfigError(f"invalid DATABASE_URL: the directory {directory!r} does not exist") from None
+        raise ConfigError(f"invalid DATABASE_URL: cannot open or create {path!r} ({exc.strerror})") from None
+    lock_file = os.fdopen(descriptor, "r+b")
+    real = os.path.realpath(path)
     try:
         fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         lock_file.close()
+        shown = repr(path) if real == os.path.abspath(path) else f"{path!r} (the file {real!r})"
         raise ConfigError(
-            f"invalid DATABASE_URL: {path!r} is in use by another eventctl process"
+            f"invalid DATABASE_URL: {shown} is in use by another eventctl process"
             " (a SQLite store belongs to one process; use PostgreSQL to run several)"
         ) from None
-    return lock_file
+    return lock_file, real
