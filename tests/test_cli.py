@@ -240,14 +240,17 @@ def test_send_file_reports_a_malformed_line_by_number_and_sends_the_rest(
         '{"event_id": "file_2"}\n'
         '{"payload": "no id"}\n'
         '{"event_id": "file_sent_before"}\n'
+        '{"event_id": "file_sent_before", "payload": {"other": true}}\n'
     )
     result = eventctl("send", "--file", str(events), url=scripted_server.url)
     assert result.returncode == 1
-    assert "line 3" in result.stderr
-    assert "line 5" in result.stderr
-    assert "line 6" in result.stderr
+    assert "MalformedLine: line 3: not valid JSON" in result.stderr
+    assert "Invalid: line 5: #/event_id: event_id is required" in result.stderr
+    assert "line 6" not in result.stderr  # stored before with the same payload: already stored, no problem
+    assert "Conflict: line 7: another event has id 'file_sent_before'" in result.stderr
     assert "Traceback" not in result.stderr
     assert "accepted" in result.stdout
+    assert "already stored" in result.stdout
     assert "malformed" in result.stdout
     for event_id in ("file_1", "file_2"):
         assert scripted_server.client.get(f"/events/{event_id}").status_code == 200
@@ -261,4 +264,4 @@ def test_send_file_with_wait_and_json_gives_one_line_per_event(scripted_server: 
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert [line["line"] for line in lines] == list(range(1, 21))
     assert {line["outcome"] for line in lines} == {"processed"}
-    assert {line["body"]["attempts"] for line in lines} == {2}
+    assert {line["event"]["attempts"] for line in lines} == {2}

@@ -1,40 +1,42 @@
-"""``eventctl send --file``: many events from a JSON Lines file, sent concurrently, with a progress bar.
+"""``eventctl send --file``: a JSON Lines file imported through ``AsyncClient.send_many``, batch after batch.
 
-Each non-blank line is one request body, sent as it is, so the service decides what is valid. A line that is
-not JSON is reported with its number and not sent; every other line is still sent.
+Each non-blank line is one event body. A line that is not JSON is reported with its number and not sent;
+every other line is sent, so that the service decides what is valid. An ``Import`` records every line's
+outcome as it is known, so that however the import stops (done, unreachable, Ctrl-C) it can say how far it
+got and which line to resume from.
 """
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import enum
-from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from eventctl.client import EventctlClient, ServiceError, ServiceUnreachable, WaitTimedOut
+from eventctl.client import AsyncClient, ItemResult, WaitTimedOut
+from eventctl.client.protocol import chunks, loads
 
-SEND_CONCURRENCY = 16
+FOLLOW_IN_FLIGHT = 16  # events --wait follows at once (each with at most one request in flight)
 
 
 class Outcome(enum.StrEnum):
     ACCEPTED = "accepted"
-    DUPLICATE = "duplicate"
-    REFUSED = "refused"  # any other answer of 400 or more
+    ALREADY_STORED = "already stored"  # a duplicate whose payload matches: stored before, as asked
+    CONFLICT = "conflict"  # a duplicate whose payload differs: another event has this id
+    INVALID = "invalid"  # the service refused the line (400, or larger than it accepts)
     MALFORMED = "malformed"  # not JSON: never sent
-    UNREACHABLE = "unreachable"
     PROCESSED = "processed"  # with --wait
     FAILED = "failed"  # with --wait
     STILL_WAITING = "still waiting"  # with --wait, past the deadline
 
 
-PROBLEMS = frozenset(
-    {Outcome.DUPLICATE, Outcome.REFUSED, Outcome.MALFORMED, Outcome.UNREACHABLE, Outcome.FAILED, Outcome.STILL_WAITING}
-)
+PROBLEMS = frozenset({Outcome.CONFLICT, Outcome.INVALID, Outcome.MALFORMED, Outcome.FAILED, Outcome.STILL_WAITING})
+STORED = frozenset({Outcome.ACCEPTED, Outcome.ALREADY_STORED})
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,76 +44,138 @@ class LineResult:
     line: int
     event_id: str | None
     outcome: Outcome
-    status_code: int | None = None
-    body: Any = None  # the service's answer, as JSON
     detail: str = ""
+    event: Mapping[str, Any] | None = None  # with --wait: the event as last seen
 
     def as_json(self) -> dict[str, Any]:
         return {
             "line": self.line,
             "event_id": self.event_id,
-            "outcome": self.outcome,
-            "status_code": self.status_code,
-            "body": self.body,
+            "outcome": str(self.outcome),
             "detail": self.detail,
+            "event": self.event,
         }
 
 
 @dataclass(frozen=True, slots=True)
-class _Line:
+class Line:
     number: int
-    text: bytes
-    event_id: str | None
+    body: Any  # the line's JSON value, sent as it is
 
 
-def read_lines(path: Path) -> tuple[list[_Line], list[LineResult]]:
-    """The sendable lines of ``path`` and a result for each line that is not JSON."""
+def read_lines(path: Path, from_line: int = 1) -> tuple[list[Line], list[LineResult]]:
+    """The sendable lines of ``path`` from line ``from_line`` on, and a result for each that is not JSON.
+    Raises ``OSError`` when the file cannot be read."""
     sendable, malformed = [], []
     with path.open("rb") as file:
         for number, raw in enumerate(file, start=1):
             text = raw.strip()
-            if not text:
+            if number < from_line or not text:
                 continue
             try:
-                document = orjson.loads(text)
-            except orjson.JSONDecodeError as exc:
-                malformed.append(LineResult(number, None, Outcome.MALFORMED, detail=f"not valid JSON: {exc}"))
+                body = loads(text)
+            except (orjson.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+                malformed.append(LineResult(number, None, Outcome.MALFORMED, f"not valid JSON: {exc}"))
                 continue
-            event_id = document.get("event_id") if isinstance(document, dict) else None
-            sendable.append(_Line(number, text, event_id if isinstance(event_id, str) else None))
+            sendable.append(Line(number, body))
     return sendable, malformed
 
 
-def send_all(client: EventctlClient, lines: Iterable[_Line], *, wait_timeout: float | None) -> Iterator[LineResult]:
-    """Send every line (and, with ``wait_timeout``, follow each accepted one to its final status);
-    yield results in the order of the file."""
-    with ThreadPoolExecutor(SEND_CONCURRENCY) as pool:
-        yield from pool.map(lambda line: _send_one(client, line, wait_timeout), lines)
+@dataclass
+class Import:
+    """How far an import got. ``resume_line`` is the first line not yet known to be stored (``None`` once
+    every line was sent); sending the file again from there loses nothing and repeats nothing harmful."""
+
+    total: int
+    results: list[LineResult] = field(default_factory=list)
+    resume_line: int | None = None
+    sent: int = 0
+
+    def tally(self) -> dict[str, int]:
+        """How many lines had each outcome, in the order of ``Outcome``."""
+        counts = collections.Counter(result.outcome for result in self.results)
+        shown = {str(outcome): counts[outcome] for outcome in Outcome if counts[outcome]}
+        if self.total - self.sent:
+            shown["not sent"] = self.total - self.sent
+        return shown
+
+    def summary(self) -> str:
+        """One line: lines sent of all, and what became of them."""
+        counts = collections.Counter(result.outcome for result in self.results)
+        refused = counts[Outcome.CONFLICT] + counts[Outcome.INVALID]
+        line = (
+            f"{self.sent:,} of {self.total:,} lines sent: {counts[Outcome.ACCEPTED]:,} accepted,"
+            f" {counts[Outcome.ALREADY_STORED]:,} already stored, {refused:,} refused"
+        )
+        if self.resume_line is not None:
+            line += f"; resume with --from-line {self.resume_line}"
+        return line
+
+    @property
+    def problems(self) -> bool:
+        return any(result.outcome in PROBLEMS for result in self.results)
 
 
-def _send_one(client: EventctlClient, line: _Line, wait_timeout: float | None) -> LineResult:
+async def send_lines(
+    client: AsyncClient,
+    lines: list[Line],
+    batch_size: int,
+    state: Import,
+    report: Callable[[LineResult], None],
+) -> None:
+    """Send every line, ``batch_size`` at a time, recording each outcome in ``state`` and passing it to
+    ``report``. Raises what the client raises when a batch cannot be sent (the batch is then unsent)."""
+    for chunk in chunks(lines, batch_size):
+        state.resume_line = chunk[0].number
+        sent = await client.send_many([line.body for line in chunk], batch_size=len(chunk))
+        for item in sent.items:
+            result = _line_result(chunk[item.index], item)
+            state.results.append(result)
+            report(result)
+        state.sent += len(chunk)
+    state.resume_line = None
+
+
+def _line_result(line: Line, item: ItemResult) -> LineResult:
+    if item.accepted:
+        return LineResult(line.number, item.event_id, Outcome.ACCEPTED)
+    if item.already_stored:
+        return LineResult(line.number, item.event_id, Outcome.ALREADY_STORED, f"event_status={item.event_status}")
+    if item.conflict:
+        detail = f"another event has id {item.event_id!r} (event_status={item.event_status}, payload_matches=false)"
+        return LineResult(line.number, item.event_id, Outcome.CONFLICT, detail)
+    reasons = "; ".join(
+        f"{error.get('pointer')}: {error.get('detail')}" if error.get("pointer") else str(error.get("detail"))
+        for error in item.errors
+    )
+    return LineResult(line.number, item.event_id, Outcome.INVALID, reasons or f"refused with {item.status}")
+
+
+async def follow(
+    client: AsyncClient, stored: Iterable[LineResult], wait_timeout: float, report: Callable[[LineResult], None]
+) -> list[LineResult]:
+    """Follow every stored line's event until it is final, ``FOLLOW_IN_FLIGHT`` at a time; a result per line."""
+    queue: collections.deque[LineResult] = collections.deque(stored)
+    results: list[LineResult] = []
+
+    async def follower() -> None:
+        while queue:
+            line = queue.popleft()
+            assert line.event_id is not None
+            try:
+                event = await client.wait(line.event_id, timeout=wait_timeout)
+            except WaitTimedOut as exc:
+                result = LineResult(line.line, line.event_id, Outcome.STILL_WAITING, str(exc), exc.event.raw)
+            else:
+                outcome = Outcome.PROCESSED if event.status == "processed" else Outcome.FAILED
+                result = LineResult(line.line, line.event_id, outcome, event.last_error or "", event.raw)
+            results.append(result)
+            report(result)
+
     try:
-        reply = client.send_body(line.text)
-    except ServiceUnreachable as exc:
-        return LineResult(line.number, line.event_id, Outcome.UNREACHABLE, detail=str(exc))
-    except ServiceError as exc:
-        outcome = Outcome.DUPLICATE if exc.reply.status_code == 409 else Outcome.REFUSED
-        return LineResult(line.number, line.event_id, outcome, exc.reply.status_code, exc.reply.json(), str(exc))
-    accepted = LineResult(line.number, line.event_id, Outcome.ACCEPTED, reply.status_code, reply.json())
-    if wait_timeout is None or line.event_id is None:
-        return accepted
-    try:
-        final = client.wait_until_final(line.event_id, timeout=wait_timeout)
-    except WaitTimedOut as exc:
-        return LineResult(line.number, line.event_id, Outcome.STILL_WAITING, detail=str(exc))
-    except (ServiceUnreachable, ServiceError) as exc:
-        return LineResult(line.number, line.event_id, Outcome.UNREACHABLE, detail=str(exc))
-    body = final.json()
-    outcome = Outcome.PROCESSED if body["status"] == "processed" else Outcome.FAILED
-    return LineResult(line.number, line.event_id, outcome, final.status_code, body, body.get("last_error") or "")
-
-
-def tally(results: Iterable[LineResult]) -> dict[str, int]:
-    """How many lines had each outcome, in the order of ``Outcome``."""
-    counts = collections.Counter(result.outcome for result in results)
-    return {str(outcome): counts[outcome] for outcome in Outcome if counts[outcome]}
+        async with asyncio.TaskGroup() as group:
+            for _ in range(FOLLOW_IN_FLIGHT):
+                group.create_task(follower())
+    except BaseExceptionGroup as failed:
+        raise failed.exceptions[0] from None
+    return results
