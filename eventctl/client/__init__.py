@@ -24,6 +24,7 @@ from eventctl.client.errors import (
     ServiceUnreachable,
     Unauthorized,
     Unavailable,
+    UnknownRoute,
     WaitTimedOut,
 )
 from eventctl.client.protocol import DEFAULT_BATCH_SIZE, DEFAULT_TIMEOUT_SECONDS, DEFAULT_URL, RetryPolicy
@@ -58,5 +59,6 @@ __all__ = [
     "ServiceUnreachable",
     "Unauthorized",
     "Unavailable",
+    "UnknownRoute",
     "WaitTimedOut",
 ]

@@ -54,13 +54,18 @@ class ServiceError(EventctlClientError):
     """
 
     def __init__(
-        self, status: int, problem: Mapping[str, Any], content: bytes = b"", headers: Mapping[str, str] | None = None
+        self,
+        status: int,
+        problem: Mapping[str, Any],
+        content: bytes = b"",
+        headers: Mapping[str, str] | None = None,
+        message: str | None = None,
     ) -> None:
         self.status = status
         self.problem: Mapping[str, Any] = problem
         self.content = content
         self.headers: Mapping[str, str] = headers or {}
-        super().__init__(describe_problem(status, problem))
+        super().__init__(message or describe_problem(status, problem))
 
     @property
     def errors(self) -> list[dict[str, Any]]:
@@ -83,6 +88,11 @@ class Forbidden(ServiceError):
 
 class NotFound(ServiceError):
     """404: no event has this id."""
+
+
+class UnknownRoute(NotFound):
+    """404 from the service's router: it has no such route. The URL probably has a path below the service's
+    base URL (``http://host:8080/api``), or the service is older than this client."""
 
 
 class Conflict(ServiceError):

@@ -28,6 +28,7 @@ from eventctl.client.errors import (
     NotAnEventctlService,
     ServiceError,
     ServiceUnreachable,
+    UnknownRoute,
     WaitTimedOut,
     service_error,
 )
@@ -58,6 +59,7 @@ T = TypeVar("T")
 RETRIED_FAILURES = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
 THROTTLED = frozenset({429, 503})
 _BATCH_PATH = "/events/batch"
+_NO_ROUTE = "urn:eventctl:problem:not-found"  # the router's 404, not an event's ("event-not-found")
 _LONG_DIGITS = re.compile(rb"\d{19}")
 _BURST = re.compile(r"\bq=(\d+)")
 
@@ -254,6 +256,15 @@ def read(answer: Answer, base_url: str, request: Request, *, allow: Iterable[int
             return body
         raise foreign(answer, base_url, request)
     if body is not None and answer.media_type == "application/problem+json":
+        if answer.status == 404 and body.get("type") == _NO_ROUTE:
+            raise UnknownRoute(
+                404,
+                body,
+                answer.content,
+                answer.headers,
+                f"{base_url} has no route {request.method} {request.path}: give the service's base URL"
+                " (like http://127.0.0.1:8080), without a path below it",
+            )
         raise service_error(answer.status, body, answer.content, answer.headers)
     raise foreign(answer, base_url, request)
 
