@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 
 from eventctl.client import AsyncClient, ItemResult, WaitTimedOut
-from eventctl.client.protocol import chunks, loads
+from eventctl.client.protocol import loads
 
 FOLLOW_IN_FLIGHT = 16  # events --wait follows at once (each with at most one request in flight)
 
@@ -83,20 +83,35 @@ def read_lines(path: Path, from_line: int = 1) -> tuple[list[Line], list[LineRes
 
 @dataclass
 class Import:
-    """How far an import got. ``resume_line`` is the first line not yet known to be stored (``None`` once
-    every line was sent); sending the file again from there loses nothing and repeats nothing harmful."""
+    """How far an import of ``lines`` got. ``results`` holds every line's outcome as soon as it is known;
+    ``resume_line`` is the first line not yet known to be stored (``None`` once every line is), so that
+    sending the file again from there loses nothing, and repeats nothing harmful (already stored)."""
 
-    total: int
+    lines: list[Line]
     results: list[LineResult] = field(default_factory=list)
-    resume_line: int | None = None
     sent: int = 0
+    _done: set[int] = field(default_factory=set, repr=False)  # positions in ``lines`` past ``_first_undone``
+    _first_undone: int = 0
+
+    def record(self, position: int, result: LineResult) -> None:
+        """The outcome of ``lines[position]``."""
+        self.results.append(result)
+        self.sent += 1
+        self._done.add(position)
+        while self._first_undone in self._done:
+            self._done.discard(self._first_undone)
+            self._first_undone += 1
+
+    @property
+    def resume_line(self) -> int | None:
+        return self.lines[self._first_undone].number if self._first_undone < len(self.lines) else None
 
     def tally(self) -> dict[str, int]:
-        """How many lines had each outcome, in the order of ``Outcome``."""
+        """How many lines had each outcome, in the order of ``Outcome``; and how many were not sent."""
         counts = collections.Counter(result.outcome for result in self.results)
         shown = {str(outcome): counts[outcome] for outcome in Outcome if counts[outcome]}
-        if self.total - self.sent:
-            shown["not sent"] = self.total - self.sent
+        if len(self.lines) > self.sent:
+            shown["not sent"] = len(self.lines) - self.sent
         return shown
 
     def summary(self) -> str:
@@ -104,7 +119,7 @@ class Import:
         counts = collections.Counter(result.outcome for result in self.results)
         refused = counts[Outcome.CONFLICT] + counts[Outcome.INVALID]
         line = (
-            f"{self.sent:,} of {self.total:,} lines sent: {counts[Outcome.ACCEPTED]:,} accepted,"
+            f"{self.sent:,} of {len(self.lines):,} lines sent: {counts[Outcome.ACCEPTED]:,} accepted,"
             f" {counts[Outcome.ALREADY_STORED]:,} already stored, {refused:,} refused"
         )
         if self.resume_line is not None:
@@ -116,24 +131,18 @@ class Import:
         return any(result.outcome in PROBLEMS for result in self.results)
 
 
-async def send_lines(
-    client: AsyncClient,
-    lines: list[Line],
-    batch_size: int,
-    state: Import,
-    report: Callable[[LineResult], None],
-) -> None:
-    """Send every line, ``batch_size`` at a time, recording each outcome in ``state`` and passing it to
-    ``report``. Raises what the client raises when a batch cannot be sent (the batch is then unsent)."""
-    for chunk in chunks(lines, batch_size):
-        state.resume_line = chunk[0].number
-        sent = await client.send_many([line.body for line in chunk], batch_size=len(chunk))
-        for item in sent.items:
+async def send_lines(client: AsyncClient, state: Import, batch_size: int, report: Callable[[LineResult], None]) -> None:
+    """Send every line of ``state``, ``batch_size`` at a time, recording each outcome as it is known and
+    passing it to ``report``. Raises what the client raises when a batch cannot be sent."""
+    for offset in range(0, len(state.lines), batch_size):
+        chunk = state.lines[offset : offset + batch_size]
+
+        def sent(item: ItemResult, offset: int = offset, chunk: list[Line] = chunk) -> None:
             result = _line_result(chunk[item.index], item)
-            state.results.append(result)
+            state.record(offset + item.index, result)
             report(result)
-        state.sent += len(chunk)
-    state.resume_line = None
+
+        await client.send_many([line.body for line in chunk], batch_size=len(chunk), on_result=sent)
 
 
 def _line_result(line: Line, item: ItemResult) -> LineResult:

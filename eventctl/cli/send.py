@@ -146,11 +146,11 @@ def _send_file(
         raise usage_error(f"cannot read --file {str(path)!r}: {exc.strerror}") from None
     with answers(as_json):  # a URL the client cannot use is a usage error, before anything is sent
         service = AsyncClient(url, api_key=api_key, timeout=timeout, retries=IMPORT_RETRIES)
-    state = batch.Import(total=len(lines), results=list(malformed))
+    state = batch.Import(lines, results=list(malformed))
     for result in malformed:
         _report_problem(result, as_json)
     try:
-        asyncio.run(_import(service, lines, batch_size, wait_timeout, state, as_json))
+        asyncio.run(_import(service, state, batch_size, wait_timeout, as_json))
     except KeyboardInterrupt:
         _show(state, path, as_json)
         render.error_line("Interrupted", state.summary())
@@ -165,22 +165,17 @@ def _send_file(
 
 
 async def _import(
-    service: AsyncClient,
-    lines: list[batch.Line],
-    batch_size: int,
-    wait_timeout: float | None,
-    state: batch.Import,
-    as_json: bool,
+    service: AsyncClient, state: batch.Import, batch_size: int, wait_timeout: float | None, as_json: bool
 ) -> None:
     async with service:
         with render.progress(as_json) as progress:
-            sending = progress.add_task("sending", total=len(lines))
+            sending = progress.add_task("sending", total=len(state.lines))
 
             def sent(result: batch.LineResult) -> None:
                 progress.advance(sending)
                 _report_problem(result, as_json)
 
-            await batch.send_lines(service, lines, batch_size, state, sent)
+            await batch.send_lines(service, state, batch_size, sent)
             if wait_timeout is None:
                 return
             stored = [result for result in state.results if result.outcome in batch.STORED and result.event_id]

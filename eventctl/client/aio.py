@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from datetime import datetime
 from types import TracebackType
 from typing import Any, TypeVar
@@ -23,7 +23,7 @@ from eventctl.client.protocol import (
     Request,
     RetryPolicy,
 )
-from eventctl.client.results import Attempt, BatchResult, Event, EventPage, Health, Readiness, SendResult
+from eventctl.client.results import Attempt, BatchResult, Event, EventPage, Health, ItemResult, Readiness, SendResult
 
 T = TypeVar("T")
 
@@ -72,11 +72,18 @@ class AsyncClient(ClientBase):
         body = protocol.send_body(event_id, payload, deliver_at, delay_ms, ordering_key)
         return await self._run(protocol.send_flow(self._context, body))
 
-    async def send_many(self, events: Iterable[Mapping[str, Any]], batch_size: int = DEFAULT_BATCH_SIZE) -> BatchResult:
+    async def send_many(
+        self,
+        events: Iterable[Mapping[str, Any]],
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        *,
+        on_result: Callable[[ItemResult], None] | None = None,
+    ) -> BatchResult:
         """See ``Client.send_many``; one by one, it keeps up to ``in_flight`` requests going at once."""
         parts, sent = [], 0
         for chunk in protocol.chunks(events, batch_size):
-            parts.append(await self._run(protocol.send_many_flow(self._context, self._batch, chunk, sent)))
+            flow = protocol.send_many_flow(self._context, self._batch, chunk, sent, on_result)
+            parts.append(await self._run(flow))
             sent += len(chunk)
         return BatchResult.of(parts)
 

@@ -443,15 +443,23 @@ def chunks(events: Iterable[Any], size: int) -> Iterable[list[Any]]:
         yield chunk
 
 
+OnResult = Callable[[ItemResult], None]
+
+
 def send_many_flow(
-    context: Context, support: BatchSupport, events: Sequence[Any], first_index: int = 0
+    context: Context,
+    support: BatchSupport,
+    events: Sequence[Any],
+    first_index: int = 0,
+    on_result: OnResult | None = None,
 ) -> Flow[BatchResult]:
     """Send ``events`` (bodies shaped like ``POST /events``) as one batch, or one by one where the service has
     no batch endpoint (it answers 404, 405 or, where it guards unknown routes, 403 there). A batch over the
     service's body limit (413), or larger than its rate limit's burst, is split and its parts sent in turn.
-    ``first_index`` numbers the items."""
+    ``first_index`` numbers the items; ``on_result`` is given each item's result as soon as it is known."""
+    tell = on_result or (lambda result: None)
     if support.available is False:
-        return (yield from _one_by_one(context, events, first_index))
+        return (yield from _one_by_one(context, events, first_index, tell))
     request = Request("POST", _BATCH_PATH, body=_batch_body(events))
 
     def never_fits(answer: Answer) -> bool:  # retrying cannot help a batch larger than the bucket
@@ -461,20 +469,24 @@ def send_many_flow(
     answer = done.answer
     if support.available is None and answer.status in (403, 404, 405):
         support.available = False
-        return (yield from _one_by_one(context, events, first_index))
+        return (yield from _one_by_one(context, events, first_index, tell))
     burst = _burst(answer)
     if len(events) > 1 and (answer.status == TOO_LARGE or (answer.status == 429 and burst < len(events))):
         size = max(1, min(burst, (len(events) + 1) // 2))
         parts = []
         for offset in range(0, len(events), size):
             part = events[offset : offset + size]
-            parts.append((yield from send_many_flow(context, support, part, first_index + offset)))
+            parts.append((yield from send_many_flow(context, support, part, first_index + offset, tell)))
         return BatchResult.of(parts)
     if len(events) == 1 and answer.status == TOO_LARGE:
-        return BatchResult((_too_large(answer, events[0], first_index),))
-    body = read(answer, context.base_url, request)
-    support.available = True
-    return BatchResult(tuple(ItemResult.from_json(item, first_index + item["index"]) for item in body["results"]))
+        results: tuple[ItemResult, ...] = (_too_large(answer, events[0], first_index),)
+    else:
+        body = read(answer, context.base_url, request)
+        support.available = True
+        results = tuple(ItemResult.from_json(item, first_index + item["index"]) for item in body["results"])
+    for result in results:
+        tell(result)
+    return BatchResult(results)
 
 
 def _batch_body(events: Sequence[Any]) -> bytes:
@@ -498,9 +510,15 @@ def _too_large(answer: Answer, event: Any, index: int) -> ItemResult:
     return ItemResult(index, _event_id(event), TOO_LARGE, errors=({"detail": detail, "pointer": "#"},))
 
 
-def _one_by_one(context: Context, events: Sequence[Any], first_index: int) -> Flow[BatchResult]:
-    flows = [_send_item(context, event, first_index + offset) for offset, event in enumerate(events)]
+def _one_by_one(context: Context, events: Sequence[Any], first_index: int, tell: OnResult) -> Flow[BatchResult]:
+    flows = [_told(_send_item(context, event, first_index + offset), tell) for offset, event in enumerate(events)]
     return BatchResult(tuple((yield Parallel(flows))))
+
+
+def _told(flow: Flow[ItemResult], tell: OnResult) -> Flow[ItemResult]:
+    result = yield from flow
+    tell(result)
+    return result
 
 
 def _send_item(context: Context, event: Any, index: int) -> Flow[ItemResult]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
 from types import TracebackType
 from typing import Any, TypeVar
@@ -23,7 +23,7 @@ from eventctl.client.protocol import (
     Request,
     RetryPolicy,
 )
-from eventctl.client.results import Attempt, BatchResult, Event, EventPage, Health, Readiness, SendResult
+from eventctl.client.results import Attempt, BatchResult, Event, EventPage, Health, ItemResult, Readiness, SendResult
 
 T = TypeVar("T")
 
@@ -73,13 +73,21 @@ class Client(ClientBase):
         body = protocol.send_body(event_id, payload, deliver_at, delay_ms, ordering_key)
         return self._run(protocol.send_flow(self._context, body))
 
-    def send_many(self, events: Iterable[Mapping[str, Any]], batch_size: int = DEFAULT_BATCH_SIZE) -> BatchResult:
+    def send_many(
+        self,
+        events: Iterable[Mapping[str, Any]],
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        *,
+        on_result: Callable[[ItemResult], None] | None = None,
+    ) -> BatchResult:
         """Store many events (bodies shaped like ``POST /events``), ``batch_size`` per ``POST /events/batch``,
         or one by one where the service has no batch endpoint. Items that are duplicates or invalid are
-        reported in the result, not raised."""
+        reported in the result, not raised; ``on_result`` is given each item's result as soon as it is known
+        (to show progress, or to know how far a send that raised got)."""
         parts, sent = [], 0
         for chunk in protocol.chunks(events, batch_size):
-            parts.append(self._run(protocol.send_many_flow(self._context, self._batch, chunk, sent)))
+            flow = protocol.send_many_flow(self._context, self._batch, chunk, sent, on_result)
+            parts.append(self._run(flow))
             sent += len(chunk)
         return BatchResult.of(parts)
 
