@@ -33,7 +33,7 @@ def stored_count(server: ServerProcess, prefix: str) -> int:
     while True:
         params: dict[str, str | int] = {"limit": 500, **({"cursor": cursor} if cursor else {})}
         page = server.client.get("/events", params=params).json()
-        count += sum(item["event_id"].startswith(prefix) for item in page["items"])
+        count += sum(bool(item["event_id"].startswith(prefix)) for item in page["items"])
         cursor = page["next_cursor"]
         if cursor is None:
             return count

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import (
@@ -26,6 +27,7 @@ from rich.text import Text
 
 from eventctl.client import Event, EventPage, Health, Readiness, SendResult
 from eventctl.client.protocol import dumps
+from eventctl.durations import format_go_duration
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -143,20 +145,31 @@ def short_time(moment: datetime | None) -> str:
     return "-" if moment is None else moment.strftime("%Y-%m-%d %H:%M:%S")
 
 
+def time_until(moment: datetime | None, now: datetime) -> str:
+    """How long until ``moment``, as ``in 5m32s``, or ``due`` once it has passed."""
+    if moment is None:
+        return "-"
+    seconds = (moment - now).total_seconds()
+    return f"in {format_go_duration(seconds)}" if seconds >= 1 else "due"
+
+
 def event_list(page: EventPage) -> None:
-    table = Table("event_id", "status", "attempts", "received_at (UTC)", "next_attempt_at", "last_error")
-    table.columns[0].overflow = "fold"
-    for column in table.columns[1:5]:
-        column.no_wrap = True
-    table.columns[5].overflow = "ellipsis"
-    table.columns[5].no_wrap = True
+    """The page as a table that fits 80 columns: the id and the last error give way, the times do not."""
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("event_id", min_width=14, overflow="fold")
+    table.add_column("status", no_wrap=True)
+    table.add_column("tries", no_wrap=True, justify="right")
+    table.add_column("received_at (UTC)", no_wrap=True)
+    table.add_column("next", no_wrap=True)
+    table.add_column("last_error", min_width=10, overflow="ellipsis", no_wrap=True)
+    now = datetime.now(UTC)
     for item in page.items:
         table.add_row(
             escape(item.event_id),
             styled_status(item.status),
             str(item.attempts),
             short_time(item.received_at),
-            short_time(item.next_attempt_at),
+            time_until(item.next_attempt_at, now),
             escape(item.last_error or "-"),
         )
     out.print(table)
