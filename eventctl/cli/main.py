@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -14,6 +15,7 @@ import typer
 from eventctl import __version__, auth
 from eventctl.cli import render
 from eventctl.cli.common import (
+    EXIT_REFUSED,
     ApiKeyOption,
     Command,
     Group,
@@ -28,6 +30,7 @@ from eventctl.cli.common import (
 from eventctl.cli.send import send
 from eventctl.cli.serve import serve
 from eventctl.client import DEFAULT_TIMEOUT_SECONDS, DEFAULT_URL, Client, Conflict
+from eventctl.settings import Settings
 
 REPLAY_PAGE_SIZE = 500
 
@@ -232,6 +235,32 @@ def top(
                 after = view.read(service)
                 live.update(view.table(view.frame(before, after), url), refresh=True)
                 before = after
+
+
+@app.command(cls=Command)
+def backup(
+    destination: Annotated[Path, typer.Argument(help="The file to write the copy to.", show_default=False)],
+    database_url: Annotated[
+        str, typer.Option("--database-url", envvar="DATABASE_URL", help="The SQLite store to copy (sqlite:///...).")
+    ] = Settings().database_url,
+    force: Annotated[bool, flag("--force", help="Replace DESTINATION if it exists.")] = False,
+) -> None:
+    """Copy a SQLite store consistently, even while eventctl serve runs on it (SQLite's online backup).
+    For PostgreSQL, use pg_dump."""
+    from eventctl.cli.backup import BackupError, BackupRefused, back_up, sqlite_path
+
+    try:
+        copied = back_up(sqlite_path(database_url), destination, overwrite=force)
+    except BackupRefused as exc:
+        raise usage_error(str(exc)) from None
+    except BackupError as exc:
+        render.error_line("BackupError", str(exc))
+        raise typer.Exit(EXIT_REFUSED) from None
+    render.out.print(
+        f"backed up {copied.source.resolve()} to {copied.destination}"
+        f" ({copied.events:,} events, {copied.size_bytes:,} bytes)",
+        markup=False,
+    )
 
 
 keys_app = typer.Typer(help="API keys for the service's API_KEYS setting.", no_args_is_help=True, cls=Group)
