@@ -7,7 +7,8 @@ that only sends events (``from eventctl import Client``) loads the client alone,
 from __future__ import annotations
 
 from importlib import import_module
-from typing import TYPE_CHECKING, Any
+
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing would cost more than this package
 
 __version__ = "0.1.0"
 
@@ -38,6 +39,8 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from typing import Any
+
     from eventctl.client import (
         AsyncClient,
         Client,

@@ -17,9 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import typer
 
-from eventctl.client import AsyncClient, ItemResult, WaitTimedOut
-from eventctl.client.protocol import loads
+from eventctl.cli import render
+from eventctl.cli.common import EXIT_INTERRUPTED, EXIT_REFUSED, answers, error_name, exit_code, usage_error
+from eventctl.client import AsyncClient, EventctlClientError, ItemResult, RetryPolicy, WaitTimedOut
+from eventctl.client.jsontext import loads
 
 FOLLOW_IN_FLIGHT = 16  # events --wait follows at once (each with at most one request in flight)
 
@@ -188,3 +191,83 @@ async def follow(
     except BaseExceptionGroup as failed:
         raise failed.exceptions[0] from None
     return results
+
+
+def send_file(
+    path: Path,
+    batch_size: int,
+    from_line: int,
+    wait_timeout: float | None,
+    url: str,
+    api_key: str | None,
+    timeout: float,
+    as_json: bool,
+) -> None:
+    try:
+        lines, malformed = read_lines(path, from_line)
+    except OSError as exc:
+        raise usage_error(f"cannot read --file {str(path)!r}: {exc.strerror}") from None
+    with answers(as_json):  # a URL the client cannot use is a usage error, before anything is sent
+        # An import waits as long as the service asks (429, 503 with Retry-After: a rate limit, a full backlog),
+        # so that no line is refused for it; it stops at the first connection failure or timeout.
+        retries = RetryPolicy(unreachable=0, throttled=None, max_delay=300)
+        service = AsyncClient(url, api_key=api_key, timeout=timeout, retries=retries)
+    state = Import(lines, results=list(malformed))
+    for result in malformed:
+        _report_problem(result, as_json)
+    try:
+        asyncio.run(_import(service, state, batch_size, wait_timeout, as_json))
+    except KeyboardInterrupt:
+        _show(state, path, as_json)
+        render.error_line("Interrupted", state.summary())
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    except EventctlClientError as exc:
+        _show(state, path, as_json)
+        render.error_line(error_name(exc), f"{exc}; stopped: {state.summary()}")
+        raise typer.Exit(exit_code(exc)) from None
+    _show(state, path, as_json)
+    if state.problems:
+        raise typer.Exit(EXIT_REFUSED)
+
+
+async def _import(
+    service: AsyncClient, state: Import, batch_size: int, wait_timeout: float | None, as_json: bool
+) -> None:
+    async with service:
+        with render.progress(as_json) as progress:
+            sending = progress.add_task("sending", total=len(state.lines))
+
+            def sent(result: LineResult) -> None:
+                progress.advance(sending)
+                _report_problem(result, as_json)
+
+            await send_lines(service, state, batch_size, sent)
+            if wait_timeout is None:
+                return
+            stored = [result for result in state.results if result.outcome in STORED and result.event_id]
+            waiting = progress.add_task("waiting", total=len(stored))
+
+            def final(result: LineResult) -> None:
+                progress.advance(waiting)
+                _report_problem(result, as_json)
+
+            followed = {result.line: result for result in await follow(service, stored, wait_timeout, final)}
+            state.results = [followed.get(result.line, result) for result in state.results]
+
+
+def _report_problem(result: LineResult, as_json: bool) -> None:
+    if result.outcome in PROBLEMS and not as_json:
+        name = str(result.outcome).title().replace(" ", "")
+        render.error_line(f"{name}Line" if result.outcome is Outcome.MALFORMED else name, _where(result))
+
+
+def _where(result: LineResult) -> str:
+    return f"line {result.line}: {result.detail}" if result.detail else f"line {result.line}"
+
+
+def _show(state: Import, path: Path, as_json: bool) -> None:
+    if as_json:
+        for result in sorted(state.results, key=lambda result: result.line):
+            render.json_line(result.as_json())
+    else:
+        render.counts(f"{path.name}: {len(state.results):,} lines", state.tally())

@@ -8,29 +8,22 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from typer.core import TyperCommand, TyperGroup
 
 from eventctl.cli import render
-from eventctl.client import (
-    Client,
-    EventctlClientError,
-    InvalidServiceURL,
-    RetryPolicy,
-    ServiceError,
-    ServiceUnreachable,
-)
+from eventctl.client.errors import EventctlClientError, InvalidServiceURL, ServiceError, ServiceUnreachable
+
+if TYPE_CHECKING:  # the client loads httpx, which --help does not need
+    from eventctl.client import Client
 
 EXIT_REFUSED = 1
 EXIT_USAGE = 2
 EXIT_UNREACHABLE = 3
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 
-# The CLI stops at the first connection failure or timeout (one line, exit 3) rather than retrying it: a
-# person is watching. A 429 or 503 is the service asking to wait, which a command does, a few times.
-COMMAND_RETRIES = RetryPolicy(unreachable=0, throttled=3)
 
 UrlOption = Annotated[
     str, typer.Option("--url", envvar="EVENTCTL_URL", help="The service's base URL (http:// or https://).")
@@ -103,6 +96,12 @@ def answers(as_json: bool) -> Iterator[None]:
 
 
 def client(url: str, api_key: str | None, timeout: float, as_json: bool) -> Client:
-    """The client of a command; a URL it cannot use is a usage error."""
+    """The client of a command; a URL it cannot use is a usage error.
+
+    It stops at the first connection failure or timeout (one line, exit 3) rather than retrying it: a person
+    is watching. A 429 or 503 is the service asking to wait, which a command does, a few times.
+    """
+    from eventctl.client import Client, RetryPolicy
+
     with answers(as_json):
-        return Client(url, api_key=api_key, timeout=timeout, retries=COMMAND_RETRIES)
+        return Client(url, api_key=api_key, timeout=timeout, retries=RetryPolicy(unreachable=0, throttled=3))

@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -29,8 +29,12 @@ from eventctl.cli.common import (
 )
 from eventctl.cli.send import send
 from eventctl.cli.serve import serve
-from eventctl.client import DEFAULT_TIMEOUT_SECONDS, DEFAULT_URL, Client, Conflict
+from eventctl.client.defaults import DEFAULT_TIMEOUT_SECONDS, DEFAULT_URL
+from eventctl.client.errors import Conflict
 from eventctl.settings import Settings
+
+if TYPE_CHECKING:  # the client loads httpx, which --help does not need
+    from eventctl.client import Client
 
 REPLAY_PAGE_SIZE = 500
 

@@ -6,7 +6,7 @@ import json
 import sys
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from rich import box
@@ -25,9 +25,11 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from eventctl.client import Event, EventPage, Health, Readiness, SendResult
-from eventctl.client.protocol import dumps
+from eventctl.client.jsontext import dumps
 from eventctl.durations import format_go_duration
+
+if TYPE_CHECKING:  # the client loads httpx, which --help does not need
+    from eventctl.client import Event, EventPage, Health, Readiness, SendResult
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -10,33 +9,19 @@ from typing import Annotated, Any
 import orjson
 import typer
 
-from eventctl.cli import batch, render
+from eventctl.cli import render
 from eventctl.cli.common import (
-    EXIT_INTERRUPTED,
     EXIT_REFUSED,
     ApiKeyOption,
     TimeoutOption,
     UrlOption,
     answers,
     client,
-    error_name,
-    exit_code,
     flag,
     usage_error,
 )
-from eventctl.client import (
-    DEFAULT_BATCH_SIZE,
-    DEFAULT_TIMEOUT_SECONDS,
-    DEFAULT_URL,
-    AsyncClient,
-    EventctlClientError,
-    RetryPolicy,
-)
-from eventctl.client.protocol import loads
-
-# An import waits as long as the service asks it to (429, 503 with Retry-After: rate limit, backlog), so
-# that no line is refused for it; it stops at the first connection failure or timeout.
-IMPORT_RETRIES = RetryPolicy(unreachable=0, throttled=None, max_delay=300)
+from eventctl.client.defaults import DEFAULT_BATCH_SIZE, DEFAULT_TIMEOUT_SECONDS, DEFAULT_URL
+from eventctl.client.jsontext import loads
 
 
 def send(
@@ -85,7 +70,9 @@ def send(
     if file is not None:
         if payload is not None:
             raise usage_error("--payload goes with EVENT_ID, not with --file")
-        _send_file(file, batch_size, from_line, wait_timeout if wait else None, url, api_key, timeout, as_json)
+        from eventctl.cli.batch import send_file  # with its client: only an import loads them
+
+        send_file(file, batch_size, from_line, wait_timeout if wait else None, url, api_key, timeout, as_json)
         return
     assert event_id is not None
     value = None if payload is None else _read_payload(payload)
@@ -128,80 +115,3 @@ def _read_payload(text: str) -> Any:
         return loads(content)
     except (orjson.JSONDecodeError, RecursionError) as exc:
         raise usage_error(f"{source} is not valid JSON: {exc}") from None
-
-
-def _send_file(
-    path: Path,
-    batch_size: int,
-    from_line: int,
-    wait_timeout: float | None,
-    url: str,
-    api_key: str | None,
-    timeout: float,
-    as_json: bool,
-) -> None:
-    try:
-        lines, malformed = batch.read_lines(path, from_line)
-    except OSError as exc:
-        raise usage_error(f"cannot read --file {str(path)!r}: {exc.strerror}") from None
-    with answers(as_json):  # a URL the client cannot use is a usage error, before anything is sent
-        service = AsyncClient(url, api_key=api_key, timeout=timeout, retries=IMPORT_RETRIES)
-    state = batch.Import(lines, results=list(malformed))
-    for result in malformed:
-        _report_problem(result, as_json)
-    try:
-        asyncio.run(_import(service, state, batch_size, wait_timeout, as_json))
-    except KeyboardInterrupt:
-        _show(state, path, as_json)
-        render.error_line("Interrupted", state.summary())
-        raise typer.Exit(EXIT_INTERRUPTED) from None
-    except EventctlClientError as exc:
-        _show(state, path, as_json)
-        render.error_line(error_name(exc), f"{exc}; stopped: {state.summary()}")
-        raise typer.Exit(exit_code(exc)) from None
-    _show(state, path, as_json)
-    if state.problems:
-        raise typer.Exit(EXIT_REFUSED)
-
-
-async def _import(
-    service: AsyncClient, state: batch.Import, batch_size: int, wait_timeout: float | None, as_json: bool
-) -> None:
-    async with service:
-        with render.progress(as_json) as progress:
-            sending = progress.add_task("sending", total=len(state.lines))
-
-            def sent(result: batch.LineResult) -> None:
-                progress.advance(sending)
-                _report_problem(result, as_json)
-
-            await batch.send_lines(service, state, batch_size, sent)
-            if wait_timeout is None:
-                return
-            stored = [result for result in state.results if result.outcome in batch.STORED and result.event_id]
-            waiting = progress.add_task("waiting", total=len(stored))
-
-            def final(result: batch.LineResult) -> None:
-                progress.advance(waiting)
-                _report_problem(result, as_json)
-
-            followed = {result.line: result for result in await batch.follow(service, stored, wait_timeout, final)}
-            state.results = [followed.get(result.line, result) for result in state.results]
-
-
-def _report_problem(result: batch.LineResult, as_json: bool) -> None:
-    if result.outcome in batch.PROBLEMS and not as_json:
-        name = str(result.outcome).title().replace(" ", "")
-        render.error_line(f"{name}Line" if result.outcome is batch.Outcome.MALFORMED else name, _where(result))
-
-
-def _where(result: batch.LineResult) -> str:
-    return f"line {result.line}: {result.detail}" if result.detail else f"line {result.line}"
-
-
-def _show(state: batch.Import, path: Path, as_json: bool) -> None:
-    if as_json:
-        for result in sorted(state.results, key=lambda result: result.line):
-            render.json_line(result.as_json())
-    else:
-        render.counts(f"{path.name}: {len(state.results):,} lines", state.tally())

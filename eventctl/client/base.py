@@ -6,9 +6,8 @@ import httpx
 
 from eventctl import __version__
 from eventctl.client import protocol
+from eventctl.client.defaults import DEFAULT_RETRIES, DEFAULT_TIMEOUT_SECONDS
 from eventctl.client.protocol import (
-    DEFAULT_RETRIES,
-    DEFAULT_TIMEOUT_SECONDS,
     Answer,
     BatchSupport,
     Context,

@@ -9,7 +9,6 @@ decision live here, once.
 from __future__ import annotations
 
 import dataclasses
-import json
 import random
 import re
 import time
@@ -23,6 +22,7 @@ from urllib.parse import urlsplit
 import httpx
 import orjson
 
+from eventctl.client.defaults import DEFAULT_RETRIES
 from eventctl.client.errors import (
     InvalidServiceURL,
     NotAnEventctlService,
@@ -32,6 +32,7 @@ from eventctl.client.errors import (
     WaitTimedOut,
     service_error,
 )
+from eventctl.client.jsontext import dumps, loads
 from eventctl.client.results import (
     DUPLICATE,
     INVALID,
@@ -47,11 +48,6 @@ from eventctl.client.results import (
 )
 from eventctl.domain import event_path
 
-DEFAULT_URL = "http://127.0.0.1:8080"
-DEFAULT_TIMEOUT_SECONDS = 10.0
-DEFAULT_RETRIES = 3
-DEFAULT_BATCH_SIZE = 500
-
 T = TypeVar("T")
 
 # Failures after which the request may or may not have reached the service; resending is safe because
@@ -60,7 +56,6 @@ RETRIED_FAILURES = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProt
 THROTTLED = frozenset({429, 503})
 _BATCH_PATH = "/events/batch"
 _NO_ROUTE = "urn:eventctl:problem:not-found"  # the router's 404, not an event's ("event-not-found")
-_LONG_DIGITS = re.compile(rb"\d{19}")
 _BURST = re.compile(r"\bq=(\d+)")
 
 
@@ -177,23 +172,6 @@ def check_url(url: str) -> str:
     if parts.query or parts.fragment:
         raise InvalidServiceURL(f"{url!r}: the service URL takes no query or fragment")
     return url.rstrip("/")
-
-
-def dumps(value: Any) -> bytes:
-    """JSON text of ``value``; integers of any size are kept (orjson stops at 64 bits)."""
-    try:
-        return orjson.dumps(value)
-    except orjson.JSONEncodeError:
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
-
-
-def loads(content: bytes) -> Any:
-    """The JSON value of ``content``, integers exact whatever their size (orjson turns long ones into
-    floats, so text with a run of 19 digits is parsed again by the standard library)."""
-    value = orjson.loads(content)
-    if _LONG_DIGITS.search(content):
-        value = json.loads(content)
-    return value
 
 
 def _json_object(answer: Answer) -> dict[str, Any] | None:

@@ -12,10 +12,8 @@ import httpx
 
 from eventctl.client import protocol
 from eventctl.client.base import ClientBase
+from eventctl.client.defaults import DEFAULT_BATCH_SIZE, DEFAULT_RETRIES, DEFAULT_TIMEOUT_SECONDS
 from eventctl.client.protocol import (
-    DEFAULT_BATCH_SIZE,
-    DEFAULT_RETRIES,
-    DEFAULT_TIMEOUT_SECONDS,
     Answer,
     Flow,
     Parallel,
