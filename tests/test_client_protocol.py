@@ -19,7 +19,7 @@ import pytest
 
 from eventctl.client import AsyncClient, Client, Conflict, ItemResult, RetryPolicy, ServiceError
 from eventctl.client.errors import describe_problem
-from eventctl.client.protocol import Answer, retry_after_seconds
+from eventctl.client.retries import retry_after_seconds
 
 Handler = Callable[[httpx.Request], httpx.Response]
 
@@ -33,13 +33,9 @@ def test_retry_after_is_read_as_seconds_or_as_an_http_date() -> None:
     assert retry_after_seconds(None, now) is None
 
 
-def _answer(status: int, **headers: str) -> Answer:
-    return Answer(status, httpx.Headers(headers), b"")
-
-
 def test_a_throttled_answer_waits_at_least_its_retry_after_and_at_most_a_quarter_more() -> None:
     policy = RetryPolicy(throttled=5, random=random.Random(7))
-    waits = [policy.after_answer(0, _answer(429, **{"Retry-After": "2"})) for _ in range(200)]
+    waits = [policy.after_answer(0, 429, "2") for _ in range(200)]
     assert all(wait is not None and 2 <= wait <= 2.5 for wait in waits)
     assert len(set(waits)) > 1  # jittered, so that clients do not come back together
 
@@ -56,16 +52,16 @@ def test_retries_stop_at_the_policys_count_and_never_for_a_final_answer() -> Non
     policy = RetryPolicy(unreachable=1, throttled=2)
     assert policy.after_failure(0) is not None
     assert policy.after_failure(1) is None
-    assert policy.after_answer(1, _answer(503)) is not None
-    assert policy.after_answer(2, _answer(503)) is None
+    assert policy.after_answer(1, 503) is not None
+    assert policy.after_answer(2, 503) is None
     for final in (200, 400, 404, 409, 500):
-        assert policy.after_answer(0, _answer(final)) is None
+        assert policy.after_answer(0, final) is None
 
 
 def test_a_retry_after_longer_than_the_longest_wait_is_not_waited_for() -> None:
     policy = RetryPolicy(throttled=None, max_delay=60)
-    assert policy.after_answer(1000, _answer(429, **{"Retry-After": "60"})) is not None
-    assert policy.after_answer(0, _answer(429, **{"Retry-After": "3600"})) is None
+    assert policy.after_answer(1000, 429, "60") is not None
+    assert policy.after_answer(0, 429, "3600") is None
 
 
 def test_a_problems_message_shows_every_reason_on_one_line() -> None:

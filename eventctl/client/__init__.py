@@ -38,7 +38,7 @@ _EXPORTS = {
     "PayloadTooLarge": "eventctl.client.errors",
     "RateLimited": "eventctl.client.errors",
     "Readiness": "eventctl.client.results",
-    "RetryPolicy": "eventctl.client.protocol",
+    "RetryPolicy": "eventctl.client.retries",
     "SendResult": "eventctl.client.results",
     "ServiceError": "eventctl.client.errors",
     "ServiceUnreachable": "eventctl.client.errors",
@@ -108,9 +108,6 @@ if TYPE_CHECKING:
         UnknownRoute,
         WaitTimedOut,
     )
-    from eventctl.client.protocol import (
-        RetryPolicy,
-    )
     from eventctl.client.results import (
         Attempt,
         BatchResult,
@@ -120,6 +117,9 @@ if TYPE_CHECKING:
         ItemResult,
         Readiness,
         SendResult,
+    )
+    from eventctl.client.retries import (
+        RetryPolicy,
     )
     from eventctl.client.sync import (
         Client,

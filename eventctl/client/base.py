@@ -5,14 +5,13 @@ from __future__ import annotations
 import httpx
 
 from eventctl import __version__
-from eventctl.client import protocol
+from eventctl.client import many, protocol
 from eventctl.client.defaults import DEFAULT_RETRIES, DEFAULT_TIMEOUT_SECONDS
 from eventctl.client.protocol import (
     Answer,
-    BatchSupport,
     Context,
-    RetryPolicy,
 )
+from eventctl.client.retries import RetryPolicy
 
 USER_AGENT = f"eventctl-client/{__version__}"
 
@@ -39,7 +38,7 @@ class ClientBase:
             self.headers["Authorization"] = f"Bearer {api_key}"
         self.timeout = timeout
         self._context = Context(self.url, timeout, RetryPolicy.of(retries))
-        self._batch = BatchSupport()
+        self._batch = many.BatchSupport()
 
     def _answer_of(self, response: httpx.Response) -> Answer:
         return Answer(response.status_code, response.headers, response.content)

@@ -2,27 +2,23 @@
 
 Each call is a *flow*: a generator that yields what it needs done (a ``Request`` to send, a ``Pause`` to
 wait, ``Parallel`` flows to run) and gets back the outcome (an ``Answer``, or the transport's exception), then
-returns the call's result or raises its error. Request building, the reading of answers and every retry
-decision live here, once.
+returns the call's result or raises its error. Request building and the reading of answers live here, once;
+when to retry and how long to wait in ``retries``; ``send_many``'s flow in ``many``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import random
-import re
 import time
 from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
 import orjson
 
-from eventctl.client.defaults import DEFAULT_RETRIES
 from eventctl.client.errors import (
     InvalidServiceURL,
     NotAnEventctlService,
@@ -35,17 +31,14 @@ from eventctl.client.errors import (
 from eventctl.client.jsontext import dumps, loads
 from eventctl.client.results import (
     DUPLICATE,
-    INVALID,
-    TOO_LARGE,
     Attempt,
-    BatchResult,
     Event,
     EventPage,
     Health,
-    ItemResult,
     Readiness,
     SendResult,
 )
+from eventctl.client.retries import RetryPolicy
 from eventctl.domain import event_path
 
 T = TypeVar("T")
@@ -53,10 +46,7 @@ T = TypeVar("T")
 # Failures after which the request may or may not have reached the service; resending is safe because
 # every write is idempotent by its event id (see ``send_flow``).
 RETRIED_FAILURES = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
-THROTTLED = frozenset({429, 503})
-_BATCH_PATH = "/events/batch"
 _NO_ROUTE = "urn:eventctl:problem:not-found"  # the router's 404, not an event's ("event-not-found")
-_BURST = re.compile(r"\bq=(\d+)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,65 +84,6 @@ Step = Request | Pause | Parallel
 Flow = Generator[Step, Any, T]
 
 
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    """When a client retries, and how long it waits.
-
-    Connection failures and timeouts are retried up to ``unreachable`` times, 429 and 503 answers up to
-    ``throttled`` times (``None``: for as long as the service keeps asking). Each wait honours the
-    answer's ``Retry-After`` (seconds or an HTTP date) plus up to a quarter more, so that many clients do
-    not come back at the same instant; without it, the wait is exponential with full jitter from
-    ``base_delay`` up to ``max_delay``. A ``Retry-After`` longer than ``max_delay`` is not waited for: the
-    error is raised at once, for the caller to decide.
-    """
-
-    unreachable: int = DEFAULT_RETRIES
-    throttled: int | None = DEFAULT_RETRIES
-    base_delay: float = 0.5
-    max_delay: float = 60.0
-    random: random.Random = field(default_factory=random.Random, repr=False, compare=False)
-
-    @classmethod
-    def of(cls, retries: int | RetryPolicy) -> RetryPolicy:
-        """``retries`` as a policy: a number means that many retries of every retryable failure."""
-        return retries if isinstance(retries, RetryPolicy) else cls(unreachable=retries, throttled=retries)
-
-    def backoff(self, retry: int) -> float:
-        """Full jitter: uniform between 0 and ``base_delay * 2**retry``, capped at ``max_delay``."""
-        return self.random.uniform(0, min(self.max_delay, self.base_delay * 2**retry))
-
-    def after_failure(self, retry: int) -> float | None:
-        """The wait before retry number ``retry + 1`` after a connection failure or timeout, or ``None``."""
-        return self.backoff(retry) if retry < self.unreachable else None
-
-    def after_answer(self, retry: int, answer: Answer) -> float | None:
-        """The wait before retry number ``retry + 1`` after ``answer``, or ``None`` to take it as final."""
-        if answer.status not in THROTTLED or (self.throttled is not None and retry >= self.throttled):
-            return None
-        asked = retry_after_seconds(answer.headers.get("retry-after"))
-        if asked is None:
-            return self.backoff(retry)
-        if asked > self.max_delay:
-            return None
-        return asked * (1 + self.random.random() / 4)
-
-
-def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
-    """``Retry-After`` in seconds from ``now``: whole seconds, or an HTTP date (RFC 9110 §10.2.3)."""
-    if value is None:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
-
-
 # -- URLs and JSON ------------------------------------------------------------------------------------
 
 
@@ -174,7 +105,7 @@ def check_url(url: str) -> str:
     return url.rstrip("/")
 
 
-def _json_object(answer: Answer) -> dict[str, Any] | None:
+def json_object(answer: Answer) -> dict[str, Any] | None:
     try:
         value = loads(answer.content)
     except (orjson.JSONDecodeError, UnicodeDecodeError, RecursionError):
@@ -206,7 +137,11 @@ def exchange(
     while True:
         outcome = yield request
         if isinstance(outcome, Answer):
-            delay = None if final(outcome) else policy.after_answer(retry, outcome)
+            delay = (
+                None
+                if final(outcome)
+                else policy.after_answer(retry, outcome.status, outcome.headers.get("retry-after"))
+            )
             if delay is None:
                 return Exchange(outcome, retry + 1)
         else:
@@ -228,7 +163,7 @@ def unreachable(failure: BaseException, base_url: str, timeout: float, tries: in
 def read(answer: Answer, base_url: str, request: Request, *, allow: Iterable[int] = ()) -> dict[str, Any]:
     """The JSON object of a successful answer (status 2xx or one in ``allow``); ``ServiceError`` for an
     eventctl problem; ``NotAnEventctlService`` for anything else."""
-    body = _json_object(answer)
+    body = json_object(answer)
     if 200 <= answer.status < 300 or answer.status in allow:
         if body is not None and answer.media_type == "application/json":
             return body
@@ -382,7 +317,7 @@ def ready_flow(context: Context) -> Flow[Readiness]:
     request = Request("GET", "/ready")
     policy = dataclasses.replace(context.policy, throttled=0)
     done = yield from exchange(request, policy, context.base_url, context.timeout)
-    body = _json_object(done.answer)
+    body = json_object(done.answer)
     if done.answer.status == 503 and body is not None and "ready" in body and done.answer.media_type.endswith("json"):
         return Readiness.from_json(body)
     return Readiness.from_json(read(done.answer, context.base_url, request))
@@ -395,126 +330,3 @@ def metrics_flow(context: Context) -> Flow[str]:
         return done.answer.content.decode("utf-8", "replace")
     read(done.answer, context.base_url, request)  # raises: an eventctl problem, or a foreign answer
     raise foreign(done.answer, context.base_url, request)
-
-
-# -- many events at once ------------------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class BatchSupport:
-    """Whether the service has ``POST /events/batch``; learnt from the first batch and kept for the client's
-    life (``None``: not known yet)."""
-
-    available: bool | None = None
-
-
-def chunks(events: Iterable[Any], size: int) -> Iterable[list[Any]]:
-    if size < 1:
-        raise ValueError("batch_size must be at least 1")
-    chunk: list[Any] = []
-    for event in events:
-        chunk.append(event)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
-
-
-OnResult = Callable[[ItemResult], None]
-
-
-def send_many_flow(
-    context: Context,
-    support: BatchSupport,
-    events: Sequence[Any],
-    first_index: int = 0,
-    on_result: OnResult | None = None,
-) -> Flow[BatchResult]:
-    """Send ``events`` (bodies shaped like ``POST /events``) as one batch, or one by one where the service has
-    no batch endpoint (it answers 404, 405 or, where it guards unknown routes, 403 there). A batch over the
-    service's body limit (413), or larger than its rate limit's burst, is split and its parts sent in turn.
-    ``first_index`` numbers the items; ``on_result`` is given each item's result as soon as it is known."""
-    tell = on_result or (lambda result: None)
-    if support.available is False:
-        return (yield from _one_by_one(context, events, first_index, tell))
-    request = Request("POST", _BATCH_PATH, body=_batch_body(events))
-
-    def never_fits(answer: Answer) -> bool:  # retrying cannot help a batch larger than the bucket
-        return answer.status == 429 and _burst(answer) < len(events)
-
-    done = yield from exchange(request, context.policy, context.base_url, context.timeout, never_fits)
-    answer = done.answer
-    if support.available is None and answer.status in (403, 404, 405):
-        support.available = False
-        return (yield from _one_by_one(context, events, first_index, tell))
-    burst = _burst(answer)
-    if len(events) > 1 and (answer.status == TOO_LARGE or (answer.status == 429 and burst < len(events))):
-        size = max(1, min(burst, (len(events) + 1) // 2))
-        parts = []
-        for offset in range(0, len(events), size):
-            part = events[offset : offset + size]
-            parts.append((yield from send_many_flow(context, support, part, first_index + offset, tell)))
-        return BatchResult.of(parts)
-    if len(events) == 1 and answer.status == TOO_LARGE:
-        results: tuple[ItemResult, ...] = (_too_large(answer, events[0], first_index),)
-    else:
-        body = read(answer, context.base_url, request)
-        support.available = True
-        results = tuple(ItemResult.from_json(item, first_index + item["index"]) for item in body["results"])
-    for result in results:
-        tell(result)
-    return BatchResult(results)
-
-
-def _batch_body(events: Sequence[Any]) -> bytes:
-    return b'{"events":[' + b",".join(dumps(event) for event in events) + b"]}"
-
-
-def _burst(answer: Answer) -> int:
-    """The bucket size a 429's ``RateLimit-Policy`` names (``"default";q=400;w=2``), or a huge number."""
-    match = _BURST.search(answer.headers.get("ratelimit-policy", "")) if answer.status == 429 else None
-    return int(match.group(1)) if match else 1 << 62
-
-
-def _event_id(event: Any) -> str | None:
-    event_id = event.get("event_id") if isinstance(event, Mapping) else None
-    return event_id if isinstance(event_id, str) else None
-
-
-def _too_large(answer: Answer, event: Any, index: int) -> ItemResult:
-    body = _json_object(answer) or {}
-    detail = body.get("detail") or "the event is larger than the service accepts"
-    return ItemResult(index, _event_id(event), TOO_LARGE, errors=({"detail": detail, "pointer": "#"},))
-
-
-def _one_by_one(context: Context, events: Sequence[Any], first_index: int, tell: OnResult) -> Flow[BatchResult]:
-    flows = [_told(_send_item(context, event, first_index + offset), tell) for offset, event in enumerate(events)]
-    return BatchResult(tuple((yield Parallel(flows))))
-
-
-def _told(flow: Flow[ItemResult], tell: OnResult) -> Flow[ItemResult]:
-    result = yield from flow
-    tell(result)
-    return result
-
-
-def _send_item(context: Context, event: Any, index: int) -> Flow[ItemResult]:
-    """One event of ``send_many`` through ``POST /events``, its answer in the shape of a batch item."""
-    request = Request("POST", "/events", body=dumps(event))
-    done = yield from exchange(request, context.policy, context.base_url, context.timeout)
-    answer = done.answer
-    event_id = _event_id(event)
-    if answer.status == TOO_LARGE:
-        return _too_large(answer, event, index)
-    try:
-        body = read(answer, context.base_url, request)
-    except ServiceError as exc:
-        if exc.status == DUPLICATE:
-            matches = exc.problem.get("payload_matches")
-            status = exc.problem.get("event_status")
-            return ItemResult(index, event_id, DUPLICATE, status if isinstance(status, str) else None, matches)
-        if exc.status == INVALID:
-            return ItemResult(index, event_id, INVALID, errors=tuple(exc.errors))
-        raise
-    return ItemResult(index, body.get("event_id", event_id), answer.status, body.get("status"))

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 import httpx
 
-from eventctl.client import protocol
+from eventctl.client import many, protocol
 from eventctl.client.base import ClientBase
 from eventctl.client.defaults import DEFAULT_BATCH_SIZE, DEFAULT_RETRIES, DEFAULT_TIMEOUT_SECONDS
 from eventctl.client.protocol import (
@@ -19,9 +19,9 @@ from eventctl.client.protocol import (
     Parallel,
     Pause,
     Request,
-    RetryPolicy,
 )
 from eventctl.client.results import Attempt, BatchResult, Event, EventPage, Health, ItemResult, Readiness, SendResult
+from eventctl.client.retries import RetryPolicy
 
 T = TypeVar("T")
 
@@ -83,8 +83,8 @@ class Client(ClientBase):
         reported in the result, not raised; ``on_result`` is given each item's result as soon as it is known
         (to show progress, or to know how far a send that raised got)."""
         parts, sent = [], 0
-        for chunk in protocol.chunks(events, batch_size):
-            flow = protocol.send_many_flow(self._context, self._batch, chunk, sent, on_result)
+        for chunk in many.chunks(events, batch_size):
+            flow = many.send_many_flow(self._context, self._batch, chunk, sent, on_result)
             parts.append(self._run(flow))
             sent += len(chunk)
         return BatchResult.of(parts)
