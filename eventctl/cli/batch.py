@@ -1,6 +1,8 @@
 """``eventctl send --file``: a JSON Lines file imported through ``AsyncClient.send_many``, batch after batch.
 
-Each non-blank line is one event body. A line that is not JSON is reported with its number and not sent;
+It exits 0 when every line is stored (now, or already with the same payload), 1 when a line is malformed,
+invalid or a conflict (or, with ``--wait``, failed or still waiting), 3 when the service cannot be reached,
+130 on Ctrl-C. Each non-blank line is one event body. A line that is not JSON is reported with its number and not sent;
 every other line is sent, so that the service decides what is valid. An ``Import`` records every line's
 outcome as it is known, so that however the import stops (done, unreachable, Ctrl-C) it can say how far it
 got and which line to resume from.
@@ -106,6 +108,11 @@ class Import:
             self._first_undone += 1
 
     @property
+    def total(self) -> int:
+        """The lines of the import: those to send and the malformed ones."""
+        return len(self.lines) + sum(result.outcome is Outcome.MALFORMED for result in self.results)
+
+    @property
     def resume_line(self) -> int | None:
         return self.lines[self._first_undone].number if self._first_undone < len(self.lines) else None
 
@@ -203,6 +210,7 @@ def send_file(
     timeout: float,
     as_json: bool,
 ) -> None:
+    """``eventctl send --file``: import ``path`` and show the outcome; exit as the module docstring says."""
     try:
         lines, malformed = read_lines(path, from_line)
     except OSError as exc:
@@ -270,4 +278,4 @@ def _show(state: Import, path: Path, as_json: bool) -> None:
         for result in sorted(state.results, key=lambda result: result.line):
             render.json_line(result.as_json())
     else:
-        render.counts(f"{path.name}: {len(state.results):,} lines", state.tally())
+        render.counts(f"{path.name}: {state.total:,} lines", state.tally())
