@@ -243,3 +243,34 @@ async def test_the_async_client_sends_the_same_batches() -> None:
         result = await client.send_many([{"event_id": f"a{i}"} for i in range(5)], batch_size=2)
     assert server.batches == [2, 2, 1]
     assert result.accepted == 5
+
+
+def test_attempts_are_typed_oldest_first_and_delete_takes_a_204() -> None:
+    """Against a stand-in: the server has neither ``GET /events/{id}/attempts`` nor ``DELETE`` yet (SPEC §11, §12)."""
+    attempt = {
+        "attempt": 1,
+        "started_at": "2026-12-02T12:00:00.000001Z",
+        "finished_at": "2026-12-02T12:00:01.5Z",
+        "outcome": "retrying",
+        "error": "HTTP 500 from http://receiver",
+        "duration_ms": 1500.0,
+        "response_status": 500,
+    }
+
+    def stand_in(request: httpx.Request) -> httpx.Response:
+        if request.method == "DELETE":
+            if request.url.path == "/events/busy":
+                return _problem(409, "processing", event_status="processing")
+            return httpx.Response(204)
+        assert request.url.raw_path == b"/events/a%2Fb/attempts"  # the id percent-encoded, slash and all
+        return httpx.Response(200, json={"items": [attempt, {**attempt, "attempt": 2, "finished_at": None}]})
+
+    with _client(stand_in) as client:
+        first, second = client.attempts("a/b")
+        client.delete("gone")
+        with pytest.raises(Conflict) as busy:
+            client.delete("busy")
+    assert (first.attempt, first.outcome, first.response_status, first.duration_ms) == (1, "retrying", 500, 1500.0)
+    assert first.started_at == datetime(2026, 12, 2, 12, 0, 0, 1, tzinfo=UTC)
+    assert second.finished_at is None
+    assert busy.value.event_status == "processing"
