@@ -12,6 +12,7 @@ Sections:
 - store: the cost per event of each write an event needs (add, claim, complete), through the store alone.
 - latency: accept → processed at a light steady load, from the server's own timestamps.
 - scale: ingest with 1,000,000 processed events already stored against an empty store, and the RSS.
+- cli: start-up of ``eventctl --help`` and of ``import eventctl``, beside ``python -c pass``.
 
 With two or more cores, servers are pinned to core 0 and the load generator to core 1 (taskset). Benchmarks
 make no assertions: they print what they measured.
@@ -426,12 +427,41 @@ def bench_scale(sizes: Sizes, scratch: Path) -> None:
         print(f"{name:24} {rate:9.0f} {rate / empty:8.2f}x {rss:8.1f}")
 
 
+# -- cli --------------------------------------------------------------------------------------------------
+
+
+def bench_cli(sizes: Sizes, scratch: Path) -> None:
+    """Start-up of the command and of the package, each a median of fresh processes, beside a Python that
+    does nothing (the floor every command pays)."""
+    runs = 5 if sizes is QUICK else 21
+    script = Path(sys.executable).parent / "eventctl"
+    commands = {
+        "python -c pass (baseline)": [sys.executable, "-c", "pass"],
+        'python -c "import eventctl"': [sys.executable, "-c", "import eventctl"],
+        'python -c "from eventctl import Client"': [sys.executable, "-c", "from eventctl import Client"],
+        "eventctl --help": [str(script), "--help"] if script.exists() else [sys.executable, "-m", "eventctl", "--help"],
+    }
+    timings: dict[str, list[float]] = {name: [] for name in commands}
+    for _ in range(runs):  # interleaved, so that a busy moment weighs on every command alike
+        for name, command in commands.items():
+            started = time.perf_counter()
+            subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True, cwd=scratch)
+            timings[name].append(time.perf_counter() - started)
+    baseline = statistics.median(timings["python -c pass (baseline)"])
+    print(f"\n## cli: start-up, median of {runs} fresh processes each (not pinned)")
+    print(f"{'command':42} {'ms':>7} {'over baseline':>14}")
+    for name, seconds in timings.items():
+        median = statistics.median(seconds)
+        print(f"{name:42} {median * 1000:7.1f} {(median - baseline) * 1000:+13.1f}ms")
+
+
 SECTIONS = {
     "ingest": bench_ingest,
     "drain": bench_drain,
     "store": bench_store,
     "latency": bench_latency,
     "scale": bench_scale,
+    "cli": bench_cli,
 }
 
 

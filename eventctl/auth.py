@@ -23,12 +23,13 @@ class Scope(enum.StrEnum):
     ADMIN = "admin"  # POST /events/{id}/replay, and everything the other scopes allow
 
 
-OPEN_PATHS = frozenset({"/health", "/ready", "/metrics", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
+OPEN_PATHS = frozenset({"/health", "/ready", "/metrics", "/docs", "/openapi.json"})
+OPEN_PREFIXES = ("/docs/",)  # the documentation page's assets and Swagger UI's OAuth2 redirect page
 
 
 def required_scope(method: str, path: str) -> Scope | None:
     """The scope a call needs, or ``None`` for the open paths."""
-    if path in OPEN_PATHS:
+    if path in OPEN_PATHS or path.startswith(OPEN_PREFIXES):
         return None
     if method == "POST" and path == "/events":
         return Scope.WRITE

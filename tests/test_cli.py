@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import SCRIPTED, ServerFactory, ServerProcess, wait_until
+import eventctl as eventctl_package
+from tests.conftest import SCRIPTED, ServerFactory, ServerProcess, wait_for_status, wait_until
+from tests.net import unused_port
 
 
 def eventctl(
@@ -28,7 +30,7 @@ def eventctl(
 
 
 @pytest.fixture(scope="module")
-def server(shared_servers: ServerFactory) -> Iterator[ServerProcess]:
+def server(shared_servers: ServerFactory) -> ServerProcess:
     return shared_servers.start(PROCESSING_DELAY_MS=0)
 
 
@@ -129,15 +131,9 @@ def test_ready_exits_1_while_the_server_drains(servers: ServerFactory) -> None:
     assert json.loads(as_json.stdout) == {"status": "not ready", "ready": False}
 
 
-def _unused_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.mark.parametrize("command", [["health"], ["ready"], ["status", "x"], ["send", "x"]])
 def test_an_unreachable_server_exits_3_with_one_line_and_no_traceback(command: list[str]) -> None:
-    result = eventctl(*command, url=f"http://127.0.0.1:{_unused_port()}")
+    result = eventctl(*command, url=f"http://127.0.0.1:{unused_port()}")
     assert result.returncode == 3
     assert result.stdout == ""
     assert "Traceback" not in result.stderr
@@ -225,7 +221,7 @@ def test_replay_all_failed_replays_every_failed_event(scripted_server: ServerPro
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["replayed"] >= 3
     for i in range(3):
-        wait_until(lambda i=i: scripted_server.client.get(f"/events/ra_{i}").json()["status"] == "processed")
+        wait_for_status(scripted_server.client, f"ra_{i}", "processed")
 
 
 def test_send_file_reports_a_malformed_line_by_number_and_sends_the_rest(
@@ -240,14 +236,17 @@ def test_send_file_reports_a_malformed_line_by_number_and_sends_the_rest(
         '{"event_id": "file_2"}\n'
         '{"payload": "no id"}\n'
         '{"event_id": "file_sent_before"}\n'
+        '{"event_id": "file_sent_before", "payload": {"other": true}}\n'
     )
     result = eventctl("send", "--file", str(events), url=scripted_server.url)
     assert result.returncode == 1
-    assert "line 3" in result.stderr
-    assert "line 5" in result.stderr
-    assert "line 6" in result.stderr
+    assert "MalformedLine: line 3: not valid JSON" in result.stderr
+    assert "Invalid: line 5: #/event_id: event_id is required" in result.stderr
+    assert "line 6" not in result.stderr  # stored before with the same payload: already stored, no problem
+    assert "Conflict: line 7: another event has id 'file_sent_before'" in result.stderr
     assert "Traceback" not in result.stderr
     assert "accepted" in result.stdout
+    assert "already stored" in result.stdout
     assert "malformed" in result.stdout
     for event_id in ("file_1", "file_2"):
         assert scripted_server.client.get(f"/events/{event_id}").status_code == 200
@@ -261,4 +260,57 @@ def test_send_file_with_wait_and_json_gives_one_line_per_event(scripted_server: 
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert [line["line"] for line in lines] == list(range(1, 21))
     assert {line["outcome"] for line in lines} == {"processed"}
-    assert {line["body"]["attempts"] for line in lines} == {2}
+    assert {line["event"]["attempts"] for line in lines} == {2}
+
+
+def test_version_prints_the_packages_version() -> None:
+    result = eventctl("--version")
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"eventctl {eventctl_package.__version__}"
+
+
+@pytest.mark.parametrize("command", [[], ["status"], ["send"], ["top"], ["replay"], ["keys", "new"], ["serve"]])
+def test_help_shows_no_value_type_beside_a_flag(command: list[str]) -> None:
+    result = eventctl(*command, "--help")
+    assert result.returncode == 0
+    assert "<bool>" not in result.stdout
+
+
+def test_json_help_says_what_each_command_prints() -> None:
+    assert "as it came" not in eventctl("keys", "new", "--help").stdout
+    assert '{"key", "scopes", "entry"}' in eventctl("keys", "new", "--help").stdout
+    assert '{"replayed": N}' in eventctl("replay", "--help").stdout
+    assert "until Ctrl-C" in eventctl("top", "--help").stdout
+
+
+def test_top_once_json_counts_are_integers(server: ServerProcess) -> None:
+    eventctl("send", "top_once", url=server.url)
+    result = eventctl("top", "--once", "--json", "--interval", "0.2", url=server.url)
+    assert result.returncode == 0, result.stderr
+    frame = json.loads(result.stdout)
+    assert all(type(count) is int for count in frame["queue"].values())
+    assert all(type(count) is int for count in frame["totals"].values())
+    assert frame["totals"]["accepted"] >= 1
+
+
+def test_top_json_without_once_streams_a_line_per_interval_until_ctrl_c(server: ServerProcess) -> None:
+    command = [sys.executable, "-m", "eventctl", "top", "--json", "--interval", "0.2", "--url", server.url]
+    top = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert top.stdout is not None
+        frames = [json.loads(top.stdout.readline()) for _ in range(3)]
+        top.send_signal(signal.SIGINT)
+        _, stderr = top.communicate(timeout=30)
+    finally:
+        top.kill()
+    assert top.returncode == 0, stderr
+    assert "Traceback" not in stderr
+    assert all("rates_per_second" in frame for frame in frames)
+
+
+def test_the_events_table_keeps_received_at_whole_at_80_columns(server: ServerProcess) -> None:
+    eventctl("send", "narrow_table_event_with_a_long_id", url=server.url)
+    result = eventctl("events", "--limit", "3", url=server.url, COLUMNS="80")
+    assert result.returncode == 0, result.stderr
+    assert max(len(line) for line in result.stdout.splitlines()) <= 80
+    assert re.search(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}", result.stdout), result.stdout

@@ -12,6 +12,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from eventctl import __version__
 from eventctl.api.access import AccessControl
+from eventctl.api.docs import install_docs
 from eventctl.api.ingest import IngestEndpoint
 from eventctl.api.observe import RequestObserver
 from eventctl.api.openapi import build_openapi
@@ -43,9 +44,12 @@ class EventctlApp:
             title="eventctl",
             version=__version__,
             description="Durable event ingestion: accept, store, process with retries, dead-letter, replay.",
+            docs_url=None,  # install_docs serves /docs from the package, not from a CDN
+            redoc_url=None,  # ReDoc has no offline package; /docs is the one documentation page
         )
         self.api.state.service = service
         self.api.include_router(router)
+        install_docs(self.api)
         self.api.router.routes.append(Route("/events", self.ingest, methods=["POST"], include_in_schema=False))
         install_problem_handlers(self.api)
         self.api.openapi = lambda: build_openapi(self.api, secured=bool(settings.keys))  # type: ignore[method-assign]

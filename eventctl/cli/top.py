@@ -9,7 +9,7 @@ from typing import Any
 from prometheus_client.parser import text_string_to_metric_families
 from rich.table import Table
 
-from eventctl.client import EventctlClient
+from eventctl.client import Client
 from eventctl.domain import QUEUE_STATUSES
 
 _COUNTERS = {
@@ -31,9 +31,9 @@ class Reading:
     oldest_waiting_age: float
 
 
-def read(client: EventctlClient) -> Reading:
+def read(client: Client) -> Reading:
     """One scrape of ``/metrics``, boiled down to what ``top`` shows."""
-    text = client.metrics().text
+    text = client.metrics()
     counters = dict.fromkeys(_COUNTERS, 0.0)
     queue = {status.value: 0.0 for status in QUEUE_STATUSES}
     server_errors = requests = oldest = 0.0
@@ -53,7 +53,7 @@ def read(client: EventctlClient) -> Reading:
 
 
 def frame(before: Reading, after: Reading) -> dict[str, Any]:
-    """Rates per second between two readings, and the latest queue."""
+    """Rates per second between two readings, and the latest queue and totals (counts are integers)."""
     seconds = max(after.at - before.at, 1e-9)
 
     def rate(now: float, then: float) -> float:
@@ -67,9 +67,9 @@ def frame(before: Reading, after: Reading) -> dict[str, Any]:
         "http_5xx_ratio": round(
             (after.server_errors - before.server_errors) / max(after.requests - before.requests, 1.0), 4
         ),
-        "queue": after.queue,
+        "queue": {status: int(count) for status, count in after.queue.items()},
         "oldest_waiting_age_seconds": round(after.oldest_waiting_age, 3),
-        "totals": after.counters,
+        "totals": {key: int(count) for key, count in after.counters.items()},
     }
 
 
