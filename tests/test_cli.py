@@ -8,12 +8,11 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import SCRIPTED, ServerFactory, ServerProcess, wait_until
+from tests.conftest import SCRIPTED, ServerFactory, ServerProcess, wait_for_status, wait_until
 
 
 def eventctl(
@@ -28,7 +27,7 @@ def eventctl(
 
 
 @pytest.fixture(scope="module")
-def server(shared_servers: ServerFactory) -> Iterator[ServerProcess]:
+def server(shared_servers: ServerFactory) -> ServerProcess:
     return shared_servers.start(PROCESSING_DELAY_MS=0)
 
 
@@ -225,7 +224,7 @@ def test_replay_all_failed_replays_every_failed_event(scripted_server: ServerPro
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["replayed"] >= 3
     for i in range(3):
-        wait_until(lambda i=i: scripted_server.client.get(f"/events/ra_{i}").json()["status"] == "processed")
+        wait_for_status(scripted_server.client, f"ra_{i}", "processed")
 
 
 def test_send_file_reports_a_malformed_line_by_number_and_sends_the_rest(

@@ -4,30 +4,49 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import itertools
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import httpx
 import orjson
 import pytest
 
-from tests.conftest import SCRIPTED, ServerFactory, ServerProcess, event_status, wait_for_status, wait_until
+from tests.conftest import (
+    SCRIPTED,
+    ServerFactory,
+    ServerProcess,
+    SettingValue,
+    event_status,
+    wait_for_status,
+    wait_until,
+)
 from tests.postgres_support import PrivatePostgres
 
 pytestmark = pytest.mark.anyio
 
 
 def start_instances(
-    servers: ServerFactory, count: int, tmp_path: Path, **settings: str | int | float
+    servers: ServerFactory, count: int, tmp_path: Path, **settings: SettingValue
 ) -> list[ServerProcess]:
     """``count`` instances sharing ``DATABASE_URL``; instance i logs its attempts to ``attempts-i.jsonl``."""
     return [
-        servers.start(HANDLER=SCRIPTED, ATTEMPT_LOG=tmp_path / f"attempts-{i}.jsonl", **settings) for i in range(count)
+        servers.start_with({"HANDLER": SCRIPTED, "ATTEMPT_LOG": tmp_path / f"attempts-{i}.jsonl", **settings})
+        for i in range(count)
     ]
 
 
-def attempts_by_instance(tmp_path: Path, count: int) -> list[list[dict[str, object]]]:
+def listening(server: ServerProcess) -> bool:
+    return "eventctl listening" in server.log
+
+
+def is_ready(server: ServerProcess) -> bool:
+    return server.client.get("/ready").status_code == 200
+
+
+def attempts_by_instance(tmp_path: Path, count: int) -> list[list[dict[str, Any]]]:
     logs = [tmp_path / f"attempts-{i}.jsonl" for i in range(count)]
     return [[orjson.loads(line) for line in log.read_bytes().splitlines()] if log.exists() else [] for log in logs]
 
@@ -108,7 +127,7 @@ async def test_three_instances_starting_together_on_an_empty_database_make_one_s
 ) -> None:
     starting = [servers.start(wait_ready=False, DATABASE_URL=pg_url) for _ in range(3)]
     for server in starting:
-        wait_until(lambda server=server: "eventctl listening" in server.log, message="every instance to start")
+        wait_until(functools.partial(listening, server), message="every instance to start")
         assert "Traceback" not in server.log
         assert "ERROR" not in server.log
     conn = await asyncpg.connect(pg_url)
@@ -156,7 +175,7 @@ async def test_postgresql_stopped_under_load_loses_no_accepted_event_and_service
     assert set(codes) <= {202, 503}  # never a 500
     assert codes[503] > 0, "the outage was not felt"
     for server in instances:
-        wait_until(lambda server=server: server.client.get("/ready").status_code == 200, message="ready again")
+        wait_until(functools.partial(is_ready, server), message="ready again")
         assert server.client.post("/events", json={"event_id": f"after-{server.url}"}).status_code == 202
     client0 = instances[0].client
     missing = [event_id for event_id in accepted if client0.get(f"/events/{event_id}").status_code != 200]
