@@ -182,6 +182,20 @@ async def test_over_the_rate_limit_is_429_with_retry_after_and_honouring_it_succ
         assert (await client.post("/events", json={"event_id": "after-waiting"})).status_code == 202
 
 
+async def test_accepted_events_in_a_timed_window_stay_within_rate_times_time_plus_burst() -> None:
+    """Through the app, on the real clock (the bucket's arithmetic to the token is in test_ratelimit.py)."""
+    async with running_app(settings_from_env(RATE_LIMIT="20/s,burst=10")) as running:
+        started = time.monotonic()
+        accepted = 0
+        i = 0
+        while time.monotonic() - started < 1.0:
+            accepted += (await running.client.post("/events", json={"event_id": f"w{i}"})).status_code == 202
+            i += 1
+        elapsed = time.monotonic() - started
+    assert accepted <= 10 + 20 * elapsed + 1
+    assert i > accepted, "the window never went over the limit"
+
+
 async def test_each_key_has_its_own_bucket() -> None:
     async with running_app(settings_from_env(API_KEYS=API_KEYS, RATE_LIMIT="1/m,burst=2")) as running:
         client = running.client
