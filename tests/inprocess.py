@@ -70,10 +70,6 @@ class RunningApp:
     def store(self) -> Store:
         return self.app.service.store
 
-    @property
-    def metrics(self) -> Metrics:
-        return self.app.service.metrics
-
 
 @contextlib.asynccontextmanager
 async def running_app(settings: Settings | None = None, **overrides: Any) -> AsyncIterator[RunningApp]:
