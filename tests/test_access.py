@@ -222,3 +222,14 @@ async def test_past_max_backlog_new_events_are_shed_with_503() -> None:
         assert shed.status_code == 503
         assert int(shed.headers["retry-after"]) >= 1
         assert (await client.get("/events/shed")).status_code == 404
+
+
+async def test_a_secured_app_and_an_open_one_in_one_process_each_document_their_own_access() -> None:
+    """Apps are isolated: documenting a secured app's 401 and 403 must not leak into another app's document."""
+    async with running_app(settings_from_env(API_KEYS=API_KEYS, ENV="prod")) as secured_app:
+        secured_document = (await secured_app.client.get("/openapi.json")).json()
+    async with running_app() as open_app:
+        open_document = (await open_app.client.get("/openapi.json")).json()
+    assert {"401", "403"} <= set(secured_document["paths"]["/events"]["post"]["responses"])
+    assert not {"401", "403"} & set(open_document["paths"]["/events"]["post"]["responses"])
+    assert "security" not in open_document["paths"]["/events"]["post"]
