@@ -19,7 +19,7 @@ import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from tests.conftest import ServerFactory
-from tests.inprocess import RunningApp, running_app, wait_for_status
+from tests.inprocess import RunningApp, running_app, settings_from_env, wait_for_status
 
 pytestmark = pytest.mark.anyio
 
@@ -77,15 +77,18 @@ def receiver() -> Iterator[Receiver]:
 
 
 @contextlib.asynccontextmanager
-async def webhook_app(receiver: Receiver, **overrides: Any) -> AsyncIterator[RunningApp]:
-    async with running_app(
-        handler="webhook",
-        webhook_url=receiver.url,
-        webhook_secret=SECRET,
-        retry_backoff_ms=10,
-        retry_backoff_max_ms=50,
-        **overrides,
-    ) as running:
+async def webhook_app(receiver: Receiver, **environ: str | float) -> AsyncIterator[RunningApp]:
+    """The app with the webhook handler, its settings read from the environment as ``eventctl serve`` reads
+    them (the secret's format included)."""
+    settings = settings_from_env(
+        HANDLER="webhook",
+        WEBHOOK_URL=receiver.url,
+        WEBHOOK_SECRET=SECRET,
+        RETRY_BACKOFF_MS=10,
+        RETRY_BACKOFF_MAX_MS=50,
+        **environ,
+    )
+    async with running_app(settings) as running:
         yield running
 
 
@@ -106,7 +109,7 @@ async def test_a_receiver_failing_twice_gets_the_event_processed_on_the_third_si
 async def test_a_receiver_that_does_not_answer_in_time_is_retried(receiver: Receiver) -> None:
     receiver.failures = 0
     receiver.stall_seconds = 3
-    async with webhook_app(receiver, webhook_timeout_s=0.5) as running:
+    async with webhook_app(receiver, WEBHOOK_TIMEOUT_S=0.5) as running:
         await running.client.post("/events", json={"event_id": "hook_slow"})
         event = await wait_for_status(running.client, "hook_slow", "processed")
     assert event["attempts"] == 2
