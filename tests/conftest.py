@@ -62,6 +62,11 @@ class ServerProcess:
         self.process.kill()
         self.process.wait(timeout=10)
 
+    def wait_listening(self) -> None:
+        """Wait until the server listens, and take its URL: for servers started with ``wait_ready=False``,
+        so that several start at once."""
+        self.url = _wait_for_listening(self)
+
     def wait(self, timeout: float) -> int:
         return self.process.wait(timeout=timeout)
 
@@ -113,7 +118,7 @@ class ServerFactory:
         server = ServerProcess(process, log_path, env)
         self._started.append(server)
         if wait_ready:
-            server.url = _wait_for_listening(server)
+            server.wait_listening()
         return server
 
     def close(self) -> None:

@@ -32,11 +32,22 @@ EVENTS = 900
 def start_instances(
     servers: ServerFactory, count: int, tmp_path: Path, **settings: SettingValue
 ) -> list[ServerProcess]:
-    """``count`` instances sharing ``DATABASE_URL``; instance i logs its attempts to ``attempts-i.jsonl``."""
-    return [
-        servers.start_with({"HANDLER": SCRIPTED, "ATTEMPT_LOG": tmp_path / f"attempts-{i}.jsonl", **settings})
-        for i in range(count)
-    ]
+    """``count`` instances sharing ``DATABASE_URL``, started together; instance i logs its attempts to
+    ``attempts-i.jsonl``."""
+    return started_together(
+        [
+            servers.start_with(
+                {"HANDLER": SCRIPTED, "ATTEMPT_LOG": tmp_path / f"attempts-{i}.jsonl", **settings}, wait_ready=False
+            )
+            for i in range(count)
+        ]
+    )
+
+
+def started_together(starting: list[ServerProcess]) -> list[ServerProcess]:
+    for server in starting:
+        server.wait_listening()
+    return starting
 
 
 def listening(server: ServerProcess) -> bool:
@@ -124,12 +135,18 @@ async def test_events_held_by_a_killed_instance_are_processed_by_the_others(
         doomed.client.post("/events", json={"event_id": f"held{i}", "payload": {"sleep_s": 600, "sleep_attempts": 1}})
     for i in range(6):
         wait_for_status(doomed.client, f"held{i}", "processing")
-    survivors = [
-        servers.start(
-            HANDLER=SCRIPTED, DATABASE_URL=pg_url, LEASE_SECONDS=2, ATTEMPT_LOG=tmp_path / f"attempts-{i}.jsonl"
-        )
-        for i in (1, 2)
-    ]
+    survivors = started_together(
+        [
+            servers.start(
+                wait_ready=False,
+                HANDLER=SCRIPTED,
+                DATABASE_URL=pg_url,
+                LEASE_SECONDS=2,
+                ATTEMPT_LOG=tmp_path / f"attempts-{i}.jsonl",
+            )
+            for i in (1, 2)
+        ]
+    )
     doomed.kill()
     for i in range(6):
         event = wait_for_status(survivors[i % 2].client, f"held{i}", "processed", timeout=60)
@@ -158,7 +175,9 @@ async def test_three_instances_starting_together_on_an_empty_database_make_one_s
 async def test_postgresql_stopped_under_load_loses_no_accepted_event_and_service_recovers_by_itself(
     servers: ServerFactory, private_postgres: PrivatePostgres
 ) -> None:
-    instances = [servers.start(DATABASE_URL=private_postgres.url, PROCESSING_DELAY_MS=0) for _ in range(2)]
+    instances = started_together(
+        [servers.start(wait_ready=False, DATABASE_URL=private_postgres.url, PROCESSING_DELAY_MS=0) for _ in range(2)]
+    )
     accepted: set[str] = set()
     codes: collections.Counter[int] = collections.Counter()
     stop = asyncio.Event()
