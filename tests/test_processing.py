@@ -3,9 +3,12 @@ real worker and a real store in process; restarts and kills on real servers."""
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import itertools
+import sqlite3
 import statistics
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -14,6 +17,7 @@ import orjson
 import pytest
 
 from eventctl.domain import Status
+from eventctl.handlers import Delivery
 from eventctl.worker import Backoff
 from tests.conftest import SCRIPTED, ServerFactory, ServerProcess
 from tests.conftest import wait_for_status as wait_for_server_status
@@ -212,3 +216,55 @@ async def test_no_more_handlers_run_at_once_than_worker_concurrency() -> None:
         await wait_until(lambda: all_final(running, event_ids), message="every event to be processed")
     assert len(handler.attempts) == 9
     assert handler.most_at_once == 3
+
+
+async def test_a_store_that_cannot_write_for_a_while_delays_processing_and_loses_nothing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Another connection holds the SQLite file's write lock past the busy timeout just as a handler
+    finishes: its outcome cannot be recorded, and the worker cannot claim either. Both are retried, not
+    fatal; once the lock is gone the event, whose lease ran out, runs again and is processed."""
+    database = tmp_path / "events.db"
+    proceed = asyncio.Event()
+
+    async def handler(delivery: Delivery) -> None:
+        if delivery.attempt == 1:
+            await proceed.wait()
+
+    locked, release = threading.Event(), threading.Event()
+
+    def hold_the_write_lock() -> None:
+        blocker = sqlite3.connect(database, isolation_level=None)
+        blocker.execute("BEGIN EXCLUSIVE")
+        locked.set()
+        release.wait(60)
+        blocker.execute("ROLLBACK")
+        blocker.close()
+
+    async with running_worker(handler, store_url=f"sqlite:///{database}", lease_seconds=1) as running:
+        await running.store.add("stalled", b"{}")
+        await wait_until(lambda: handler_started(running), message="the first attempt to start")
+        holder = threading.Thread(target=hold_the_write_lock)
+        holder.start()
+        try:
+            await asyncio.to_thread(locked.wait, 10)
+            proceed.set()
+            await wait_until(
+                lambda: (
+                    "could not record the outcome" in caplog.text and "store unavailable, claiming again" in caplog.text
+                ),
+                within=60,
+                message="the worker to meet the locked store while recording and while claiming",
+            )
+        finally:
+            release.set()
+            await asyncio.to_thread(holder.join)
+        await wait_until(lambda: all_final(running, ["stalled"]), message="the event to be processed")
+        event = await running.store.get("stalled")
+    assert event is not None
+    assert (event.status, event.attempts) == (Status.PROCESSED, 2)
+
+
+async def handler_started(running: RunningWorker) -> bool:
+    event = await running.store.get("stalled")
+    return event is not None and event.status is Status.PROCESSING
