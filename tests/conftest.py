@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,13 @@ ROOT = Path(__file__).parent.parent
 STARTUP_TIMEOUT_SECONDS = 30
 SCRIPTED = "tests.scripted_handlers:scripted"  # see tests/scripted_handlers.py
 LISTENING = re.compile(r"eventctl listening on (http://[\w.:\[\]-]+)")
+# Under coverage (``[tool.coverage.run] patch = ["subprocess"]`` sets this variable), servers still running at
+# the end of a test are stopped with SIGTERM, so that they write their coverage data; otherwise with SIGKILL.
+MEASURING_COVERAGE = "COVERAGE_PROCESS_CONFIG" in os.environ
+GRACEFUL_STOP_SECONDS = 20  # the default SHUTDOWN_TIMEOUT_S, and time for the listener to close
+
+
+SettingValue = str | int | float | Path  # a setting as the test writes it; the server gets str(value)
 
 
 @dataclass
@@ -54,12 +62,21 @@ class ServerProcess:
         self.process.kill()
         self.process.wait(timeout=10)
 
+    def wait_listening(self) -> None:
+        """Wait until the server listens, and take its URL: for servers started with ``wait_ready=False``,
+        so that several start at once."""
+        self.url = _wait_for_listening(self)
+
     def wait(self, timeout: float) -> int:
         return self.process.wait(timeout=timeout)
 
     def close(self) -> None:
         if self._client is not None:
             self._client.close()
+        if self.process.poll() is None and MEASURING_COVERAGE:
+            self.process.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(timeout=GRACEFUL_STOP_SECONDS)
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait(timeout=10)
@@ -73,7 +90,11 @@ class ServerFactory:
         self.database_url = f"sqlite:///{directory / 'events.db'}"
         self._started: list[ServerProcess] = []
 
-    def start(self, wait_ready: bool = True, **settings: str | int | float) -> ServerProcess:
+    def start(self, wait_ready: bool = True, **settings: SettingValue) -> ServerProcess:
+        return self.start_with(settings, wait_ready=wait_ready)
+
+    def start_with(self, settings: Mapping[str, SettingValue], *, wait_ready: bool = True) -> ServerProcess:
+        """``start``, for settings gathered in a mapping."""
         env = {
             **os.environ,
             "HOST": "127.0.0.1",
@@ -97,7 +118,7 @@ class ServerFactory:
         server = ServerProcess(process, log_path, env)
         self._started.append(server)
         if wait_ready:
-            server.url = _wait_for_listening(server)
+            server.wait_listening()
         return server
 
     def close(self) -> None:

@@ -1,18 +1,26 @@
 """Only the right callers, at a rate the service can hold (SPEC §6): keys and scopes, rate limits, load
-shedding, and keys that never leak."""
+shedding, and keys that never leak. The rules are checked on the real app in process; what needs a process
+(a refused start, the CLI sending its key) on real ones."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import ServerFactory, ServerProcess, wait_until
+from eventctl.logs import ConsoleFormatter, JsonFormatter
+from tests.conftest import ServerFactory
+from tests.inprocess import RunningApp, running_app, settings_from_env, wait_until
+
+pytestmark = pytest.mark.anyio
 
 WRITER = "writer-key-0123456789abcdef"
 READER = "reader-key-0123456789abcdef"
@@ -25,11 +33,11 @@ def bearer(key: str | None) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"} if key else {}
 
 
-@pytest.fixture(scope="module")
-def secured(shared_servers: ServerFactory) -> ServerProcess:
-    server = shared_servers.start(DATABASE_URL="memory://", API_KEYS=API_KEYS, ENV="prod", LOG_LEVEL="debug")
-    server.client.post("/events", json={"event_id": "existing"}, headers=bearer(WRITER))
-    return server
+@pytest.fixture
+async def secured() -> AsyncIterator[httpx.AsyncClient]:
+    async with running_app(settings_from_env(API_KEYS=API_KEYS, ENV="prod", LOG_LEVEL="debug")) as running:
+        await running.client.post("/events", json={"event_id": "existing"}, headers=bearer(WRITER))
+        yield running.client
 
 
 # (method, path, the key that has the scope, a key that lacks it, the answer to the right key)
@@ -42,13 +50,15 @@ ROUTES = [
 
 
 @pytest.mark.parametrize(("method", "path", "right", "wrong", "answer"), ROUTES)
-def test_auth_matrix(secured: ServerProcess, method: str, path: str, right: str, wrong: str, answer: int) -> None:
-    def call(key: str | None) -> httpx.Response:
+async def test_auth_matrix(
+    secured: httpx.AsyncClient, method: str, path: str, right: str, wrong: str, answer: int
+) -> None:
+    async def call(key: str | None) -> httpx.Response:
         body = {"event_id": f"m-{time.monotonic_ns()}"} if path == "/events" and method == "POST" else None
-        return secured.client.request(method, path, json=body, headers=bearer(key))
+        return await secured.request(method, path, json=body, headers=bearer(key))
 
     for key, expected in ((None, 401), (UNKNOWN, 401), (wrong, 403), (right, answer)):
-        response = call(key)
+        response = await call(key)
         assert response.status_code == expected, (method, path, key, response.text)
         if expected in (401, 403):
             assert response.headers["content-type"] == "application/problem+json"
@@ -56,23 +66,23 @@ def test_auth_matrix(secured: ServerProcess, method: str, path: str, right: str,
             assert response.headers["www-authenticate"].startswith("Bearer")
 
 
-def test_admin_may_do_everything(secured: ServerProcess) -> None:
-    assert secured.client.post("/events", json={"event_id": "by-admin"}, headers=bearer(ADMIN)).status_code == 202
-    assert secured.client.get("/events/by-admin", headers=bearer(ADMIN)).status_code == 200
+async def test_admin_may_do_everything(secured: httpx.AsyncClient) -> None:
+    assert (await secured.post("/events", json={"event_id": "by-admin"}, headers=bearer(ADMIN))).status_code == 202
+    assert (await secured.get("/events/by-admin", headers=bearer(ADMIN))).status_code == 200
 
 
 @pytest.mark.parametrize("path", ["/health", "/ready", "/openapi.json", "/docs"])
-def test_health_readiness_and_docs_need_no_key(secured: ServerProcess, path: str) -> None:
-    assert secured.client.get(path).status_code == 200
+async def test_health_readiness_and_docs_need_no_key(secured: httpx.AsyncClient, path: str) -> None:
+    assert (await secured.get(path)).status_code == 200
 
 
-def test_a_malformed_authorization_header_is_401(secured: ServerProcess) -> None:
+async def test_a_malformed_authorization_header_is_401(secured: httpx.AsyncClient) -> None:
     for value in ("Basic abc", "Bearer", f"Token {WRITER}", WRITER):
-        assert secured.client.get("/events", headers={"Authorization": value}).status_code == 401
+        assert (await secured.get("/events", headers={"Authorization": value})).status_code == 401
 
 
-def test_the_openapi_document_declares_bearer_auth_and_its_answers(secured: ServerProcess) -> None:
-    document = secured.client.get("/openapi.json").json()
+async def test_the_openapi_document_declares_bearer_auth_and_its_answers(secured: httpx.AsyncClient) -> None:
+    document = (await secured.get("/openapi.json")).json()
     assert document["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
     post_events = document["paths"]["/events"]["post"]
     assert post_events["security"] == [{"bearer": []}]
@@ -97,19 +107,20 @@ def test_staging_and_prod_refuse_to_start_without_keys(env: str, tmp_path: Path)
     assert "staging and prod need API_KEYS" in line
 
 
-def test_dev_without_keys_is_open_and_says_so_once(servers: ServerFactory) -> None:
-    server = servers.start(DATABASE_URL="memory://", ENV="dev")
-    assert server.client.post("/events", json={"event_id": "open"}).status_code == 202
-    assert server.log.count("API_KEYS is not set") == 1
+async def test_dev_without_keys_is_open_and_says_so_once(caplog: pytest.LogCaptureFixture) -> None:
+    async with running_app(settings_from_env(ENV="dev")) as running:
+        assert (await running.client.post("/events", json={"event_id": "open"})).status_code == 202
+    assert caplog.text.count("API_KEYS is not set") == 1
 
 
-def test_keys_can_come_from_a_file(servers: ServerFactory, tmp_path: Path) -> None:
+async def test_keys_can_come_from_a_file(tmp_path: Path) -> None:
     keys_file = tmp_path / "keys"
     keys_file.write_text(f"# mounted from a secret\n{WRITER}:events:write\n{READER}:events:read\n")
-    server = servers.start(DATABASE_URL="memory://", API_KEYS_FILE=keys_file, ENV="prod")
-    assert server.client.post("/events", json={"event_id": "f"}, headers=bearer(WRITER)).status_code == 202
-    assert server.client.get("/events/f", headers=bearer(READER)).status_code == 200
-    assert server.client.get("/events/f").status_code == 401
+    async with running_app(settings_from_env(API_KEYS_FILE=str(keys_file), ENV="prod")) as running:
+        client = running.client
+        assert (await client.post("/events", json={"event_id": "f"}, headers=bearer(WRITER))).status_code == 202
+        assert (await client.get("/events/f", headers=bearer(READER))).status_code == 200
+        assert (await client.get("/events/f")).status_code == 401
 
 
 def test_a_bad_api_keys_value_is_reported_without_the_key(tmp_path: Path) -> None:
@@ -120,7 +131,9 @@ def test_a_bad_api_keys_value_is_reported_without_the_key(tmp_path: Path) -> Non
     assert secret not in result.stderr + result.stdout
 
 
-def test_the_cli_sends_its_api_key(secured: ServerProcess) -> None:
+def test_the_cli_sends_its_api_key(servers: ServerFactory) -> None:
+    secured = servers.start(DATABASE_URL="memory://", API_KEYS=API_KEYS, ENV="prod")
+
     def eventctl(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "eventctl", *args, "--url", secured.url],
@@ -134,69 +147,89 @@ def test_the_cli_sends_its_api_key(secured: ServerProcess) -> None:
     assert "Unauthorized" in refused.stderr
 
 
-def test_no_key_ever_appears_in_the_logs(secured: ServerProcess) -> None:
-    """Keys are used right and wrong, at debug level; the log must not hold any of them."""
+async def test_no_key_ever_appears_in_the_logs(secured: httpx.AsyncClient, caplog: pytest.LogCaptureFixture) -> None:
+    """Keys are used right and wrong, at debug level; no log line, in either format, holds any of them."""
+    caplog.set_level(logging.DEBUG)
     for key in (WRITER, READER, ADMIN, UNKNOWN):
-        secured.client.post("/events", json={"event_id": f"scan-{key[:6]}"}, headers=bearer(key))
-        secured.client.get("/events", headers=bearer(key))
-        secured.client.post("/events/existing/replay", headers=bearer(key))
-    log = secured.log
-    assert "existing" in log or "listening" in log  # the log is there and has content
+        await secured.post("/events", json={"event_id": f"scan-{key[:6]}"}, headers=bearer(key))
+        await secured.get("/events", headers=bearer(key))
+        await secured.post("/events/existing/replay", headers=bearer(key))
+    lines = [
+        formatter.format(record) for record in caplog.records for formatter in (JsonFormatter(), ConsoleFormatter())
+    ]
+    assert any("/events/existing/replay" in line for line in lines)  # the requests were logged
     for key in (WRITER, READER, ADMIN, UNKNOWN):
-        assert key not in log
+        assert not [line for line in lines if key in line]
+        assert not [record for record in caplog.records if key in repr(record.__dict__)]
 
 
-def test_over_the_rate_limit_is_429_with_retry_after_and_honouring_it_succeeds(servers: ServerFactory) -> None:
-    server = servers.start(DATABASE_URL="memory://", RATE_LIMIT="2/s,burst=5")
-    codes = []
-    for i in range(12):
-        response = server.client.post("/events", json={"event_id": f"burst{i}"})
-        codes.append(response.status_code)
-        assert response.headers["ratelimit-policy"] == '"default";q=5;w=3'
-        assert response.headers["ratelimit"].startswith('"default";r=')
-    assert codes.count(202) <= 5 + 2  # the burst, plus what refilled while the loop ran (well under a second)
-    refused = server.client.post("/events", json={"event_id": "refused"})
-    assert refused.status_code == 429
-    assert refused.headers["content-type"] == "application/problem+json"
-    retry_after = int(refused.headers["retry-after"])
-    assert retry_after >= 1
-    time.sleep(retry_after)
-    assert server.client.post("/events", json={"event_id": "after-waiting"}).status_code == 202
+async def test_over_the_rate_limit_is_429_with_retry_after_and_honouring_it_succeeds() -> None:
+    async with running_app(settings_from_env(RATE_LIMIT="2/s,burst=5")) as running:
+        client = running.client
+        codes = []
+        for i in range(12):
+            response = await client.post("/events", json={"event_id": f"burst{i}"})
+            codes.append(response.status_code)
+            assert response.headers["ratelimit-policy"] == '"default";q=5;w=3'
+            assert response.headers["ratelimit"].startswith('"default";r=')
+        assert codes.count(202) <= 5 + 2  # the burst, plus what refilled while the loop ran (well under a second)
+        refused = await client.post("/events", json={"event_id": "refused"})
+        assert refused.status_code == 429
+        assert refused.headers["content-type"] == "application/problem+json"
+        retry_after = int(refused.headers["retry-after"])
+        assert retry_after >= 1
+        await asyncio.sleep(retry_after)
+        assert (await client.post("/events", json={"event_id": "after-waiting"})).status_code == 202
 
 
-def test_accepted_events_in_a_timed_window_stay_within_rate_times_time_plus_burst(servers: ServerFactory) -> None:
-    server = servers.start(DATABASE_URL="memory://", RATE_LIMIT="20/s,burst=10")
-    started = time.monotonic()
-    accepted = 0
-    i = 0
-    while time.monotonic() - started < 2.0:
-        accepted += server.client.post("/events", json={"event_id": f"w{i}"}).status_code == 202
-        i += 1
-    elapsed = time.monotonic() - started
+async def test_accepted_events_in_a_timed_window_stay_within_rate_times_time_plus_burst() -> None:
+    """Through the app, on the real clock (the bucket's arithmetic to the token is in test_ratelimit.py)."""
+    async with running_app(settings_from_env(RATE_LIMIT="20/s,burst=10")) as running:
+        started = time.monotonic()
+        accepted = 0
+        i = 0
+        while time.monotonic() - started < 1.0:
+            accepted += (await running.client.post("/events", json={"event_id": f"w{i}"})).status_code == 202
+            i += 1
+        elapsed = time.monotonic() - started
     assert accepted <= 10 + 20 * elapsed + 1
     assert i > accepted, "the window never went over the limit"
 
 
-def test_each_key_has_its_own_bucket(servers: ServerFactory) -> None:
-    server = servers.start(DATABASE_URL="memory://", API_KEYS=API_KEYS, RATE_LIMIT="1/m,burst=2")
-    for _ in range(3):
-        server.client.get("/events", headers=bearer(READER))
-    assert server.client.get("/events", headers=bearer(READER)).status_code == 429
-    assert server.client.get("/events", headers=bearer(ADMIN)).status_code == 200
-    assert server.client.get("/health").status_code == 200  # never limited
+async def test_each_key_has_its_own_bucket() -> None:
+    async with running_app(settings_from_env(API_KEYS=API_KEYS, RATE_LIMIT="1/m,burst=2")) as running:
+        client = running.client
+        for _ in range(3):
+            await client.get("/events", headers=bearer(READER))
+        assert (await client.get("/events", headers=bearer(READER))).status_code == 429
+        assert (await client.get("/events", headers=bearer(ADMIN))).status_code == 200
+        assert (await client.get("/health")).status_code == 200  # never limited
 
 
-def test_past_max_backlog_new_events_are_shed_with_503(servers: ServerFactory) -> None:
-    server = servers.start(
-        DATABASE_URL="memory://", MAX_BACKLOG=5, PROCESSING_DELAY_MS=600_000, WORKER_CONCURRENCY=1, SHUTDOWN_TIMEOUT_S=0
-    )
-    for i in range(5):
-        assert server.client.post("/events", json={"event_id": f"b{i}"}).status_code == 202
-    wait_until(
-        lambda: server.client.post("/events", json={"event_id": f"probe{time.monotonic_ns()}"}).status_code == 503,
-        message="the backlog to be shed",
-    )
-    shed = server.client.post("/events", json={"event_id": "shed"})
-    assert shed.status_code == 503
-    assert int(shed.headers["retry-after"]) >= 1
-    assert server.client.get("/events/shed").status_code == 404
+async def test_past_max_backlog_new_events_are_shed_with_503() -> None:
+    settings = settings_from_env(MAX_BACKLOG=5, PROCESSING_DELAY_MS=600_000, WORKER_CONCURRENCY=1, SHUTDOWN_TIMEOUT_S=0)
+    async with running_app(settings) as running:
+        client = running.client
+        for i in range(5):
+            assert (await client.post("/events", json={"event_id": f"b{i}"})).status_code == 202
+
+        async def shedding(running: RunningApp = running) -> bool:
+            probe = await running.client.post("/events", json={"event_id": f"probe{time.monotonic_ns()}"})
+            return probe.status_code == 503
+
+        await wait_until(shedding, message="the backlog to be shed")
+        shed = await client.post("/events", json={"event_id": "shed"})
+        assert shed.status_code == 503
+        assert int(shed.headers["retry-after"]) >= 1
+        assert (await client.get("/events/shed")).status_code == 404
+
+
+async def test_a_secured_app_and_an_open_one_in_one_process_each_document_their_own_access() -> None:
+    """Apps are isolated: documenting a secured app's 401 and 403 must not leak into another app's document."""
+    async with running_app(settings_from_env(API_KEYS=API_KEYS, ENV="prod")) as secured_app:
+        secured_document = (await secured_app.client.get("/openapi.json")).json()
+    async with running_app() as open_app:
+        open_document = (await open_app.client.get("/openapi.json")).json()
+    assert {"401", "403"} <= set(secured_document["paths"]["/events"]["post"]["responses"])
+    assert not {"401", "403"} & set(open_document["paths"]["/events"]["post"]["responses"])
+    assert "security" not in open_document["paths"]["/events"]["post"]

@@ -48,7 +48,8 @@ def manifests(rendered: str) -> dict[str, Manifest]:
 @pytest.fixture(scope="module")
 def container(manifests: dict[str, Manifest]) -> Manifest:
     [container] = manifests["Deployment"]["spec"]["template"]["spec"]["containers"]
-    return container
+    found: Manifest = container
+    return found
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +93,7 @@ def test_kubernetes_validate_strict_accepts_every_rendered_manifest(
 def test_probes_point_at_the_apps_health_and_ready_routes(container: Manifest) -> None:
     api = create_app(Settings()).api
     for path in ("/health", "/ready"):
-        scope = {"type": "http", "method": "GET", "path": path, "root_path": "", "path_params": {}}
+        scope: dict[str, Any] = {"type": "http", "method": "GET", "path": path, "root_path": "", "path_params": {}}
         assert any(route.matches(scope)[0] is Match.FULL for route in api.router.routes), f"no GET {path} route"
     assert container["livenessProbe"]["httpGet"]["path"] == "/health"
     assert container["startupProbe"]["httpGet"]["path"] == "/health"
@@ -176,7 +177,7 @@ def test_disruption_budget_service_and_autoscaler_select_the_deployments_pods(
     labels = deployment["spec"]["template"]["metadata"]["labels"]
 
     def selects(selector: dict[str, str]) -> bool:
-        return selector.items() <= labels.items()
+        return bool(selector.items() <= labels.items())
 
     assert selects(deployment["spec"]["selector"]["matchLabels"])
     assert selects(manifests["Service"]["spec"]["selector"])

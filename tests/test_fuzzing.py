@@ -1,19 +1,25 @@
-"""No input makes the service fail: schemathesis against the live OpenAPI document, and property tests."""
+"""No input makes the service fail: schemathesis against the live OpenAPI document of real servers, and
+property tests on the real app in process."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from eventctl.domain import event_path
 from tests.conftest import ServerFactory, ServerProcess
+from tests.inprocess import running_app
+
+pytestmark = pytest.mark.anyio
 
 ADMIN = "fuzzing-admin-key-0123456789"
 
@@ -52,15 +58,17 @@ bodies = st.one_of(
 )
 
 
-@pytest.fixture(scope="module")
-def fuzzed(shared_servers: ServerFactory) -> ServerProcess:
-    return shared_servers.start(DATABASE_URL="memory://", MAX_BODY_BYTES=2048, PROCESSING_DELAY_MS=0)
+@pytest.fixture
+async def fuzzed() -> AsyncIterator[httpx.AsyncClient]:
+    """One app for all the examples of a test (hypothesis runs them within the one test call)."""
+    async with running_app(max_body_bytes=2048) as running:
+        yield running.client
 
 
 @settings(max_examples=300, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(body=bodies)
-def test_any_json_body_gets_202_400_409_or_413(fuzzed: ServerProcess, body: Any) -> None:
-    response = fuzzed.client.post("/events", content=json.dumps(body))
+async def test_any_json_body_gets_202_400_409_or_413(fuzzed: httpx.AsyncClient, body: Any) -> None:
+    response = await fuzzed.post("/events", content=json.dumps(body))
     assert response.status_code in {202, 400, 409, 413}, response.text
     if response.status_code != 202:
         assert response.headers["content-type"] == "application/problem+json"
@@ -68,12 +76,12 @@ def test_any_json_body_gets_202_400_409_or_413(fuzzed: ServerProcess, body: Any)
 
 @settings(max_examples=200, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(body=st.binary(max_size=3000))
-def test_any_bytes_at_all_get_a_4xx_or_202_never_a_5xx(fuzzed: ServerProcess, body: bytes) -> None:
-    response = fuzzed.client.post("/events", content=body)
+async def test_any_bytes_at_all_get_a_4xx_or_202_never_a_5xx(fuzzed: httpx.AsyncClient, body: bytes) -> None:
+    response = await fuzzed.post("/events", content=body)
     assert response.status_code in {202, 400, 409, 413}
 
 
 @settings(max_examples=100, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(event_id=st.text(min_size=1, max_size=40))
-def test_any_event_id_in_a_url_is_a_200_or_404(fuzzed: ServerProcess, event_id: str) -> None:
-    assert fuzzed.client.get(event_path(event_id)).status_code in {200, 404}
+async def test_any_event_id_in_a_url_is_a_200_or_404(fuzzed: httpx.AsyncClient, event_id: str) -> None:
+    assert (await fuzzed.get(event_path(event_id))).status_code in {200, 404}

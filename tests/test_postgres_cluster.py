@@ -4,30 +4,74 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import itertools
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import httpx
 import orjson
 import pytest
 
-from tests.conftest import SCRIPTED, ServerFactory, ServerProcess, event_status, wait_for_status, wait_until
+from tests.conftest import (
+    SCRIPTED,
+    ServerFactory,
+    ServerProcess,
+    SettingValue,
+    wait_for_status,
+    wait_until,
+)
 from tests.postgres_support import PrivatePostgres
 
 pytestmark = pytest.mark.anyio
 
+EVENTS = 900
+
 
 def start_instances(
-    servers: ServerFactory, count: int, tmp_path: Path, **settings: str | int | float
+    servers: ServerFactory, count: int, tmp_path: Path, **settings: SettingValue
 ) -> list[ServerProcess]:
-    """``count`` instances sharing ``DATABASE_URL``; instance i logs its attempts to ``attempts-i.jsonl``."""
-    return [
-        servers.start(HANDLER=SCRIPTED, ATTEMPT_LOG=tmp_path / f"attempts-{i}.jsonl", **settings) for i in range(count)
-    ]
+    """``count`` instances sharing ``DATABASE_URL``, started together; instance i logs its attempts to
+    ``attempts-i.jsonl``."""
+    return started_together(
+        [
+            servers.start_with(
+                {"HANDLER": SCRIPTED, "ATTEMPT_LOG": tmp_path / f"attempts-{i}.jsonl", **settings}, wait_ready=False
+            )
+            for i in range(count)
+        ]
+    )
 
 
-def attempts_by_instance(tmp_path: Path, count: int) -> list[list[dict[str, object]]]:
+def started_together(starting: list[ServerProcess]) -> list[ServerProcess]:
+    for server in starting:
+        server.wait_listening()
+    return starting
+
+
+def listening(server: ServerProcess) -> bool:
+    return "eventctl listening" in server.log
+
+
+def is_ready(server: ServerProcess) -> bool:
+    return server.client.get("/ready").status_code == 200
+
+
+def stored_statuses(client: httpx.Client) -> dict[str, str]:
+    """Every stored event's status, read a page of 500 at a time."""
+    statuses: dict[str, str] = {}
+    cursor = None
+    while True:
+        params = {"limit": 500, **({"cursor": cursor} if cursor else {})}
+        page = client.get("/events", params=params).json()
+        statuses.update((item["event_id"], item["status"]) for item in page["items"])
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return statuses
+
+
+def attempts_by_instance(tmp_path: Path, count: int) -> list[list[dict[str, Any]]]:
     logs = [tmp_path / f"attempts-{i}.jsonl" for i in range(count)]
     return [[orjson.loads(line) for line in log.read_bytes().splitlines()] if log.exists() else [] for log in logs]
 
@@ -47,9 +91,11 @@ async def test_500_concurrent_posts_of_one_id_over_three_instances_give_one_202(
     assert collections.Counter(r.status_code for r in responses) == {202: 1, 409: 499}
 
 
-async def test_3000_events_over_three_instances_are_each_processed_once_by_all_of_them(
+async def test_900_events_over_three_instances_are_each_processed_once_by_all_of_them(
     servers: ServerFactory, pg_url: str, tmp_path: Path
 ) -> None:
+    """Enough events that every instance's claims race the others' all the time (three workers of eight
+    slots, handlers of 2 ms): no event is claimed twice, none is missed, and every instance takes part."""
     instances = start_instances(servers, 3, tmp_path, DATABASE_URL=pg_url, WORKER_CONCURRENCY=8)
     payload = {"sleep_s": 0.002}
     async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=48)) as client:
@@ -60,23 +106,23 @@ async def test_3000_events_over_three_instances_are_each_processed_once_by_all_o
                 url = f"{instances[i % 3].url}/events"
                 return (await client.post(url, json={"event_id": f"e{i}", "payload": payload})).status_code
 
-        codes = await asyncio.gather(*(post(i) for i in range(3000)))
+        codes = await asyncio.gather(*(post(i) for i in range(EVENTS)))
     assert set(codes) == {202}
 
     def all_processed() -> bool:
         page = instances[0].client.get("/events", params={"status": "processed", "limit": 1}).json()
         processed = sum(1 for _ in itertools.chain.from_iterable(attempts_by_instance(tmp_path, 3)))
-        return bool(page["items"]) and processed >= 3000
+        return bool(page["items"]) and processed >= EVENTS
 
-    wait_until(all_processed, timeout=120, message="3000 events to be processed")
+    wait_until(all_processed, timeout=120, message=f"{EVENTS} events to be processed")
     wait_until(lambda: instances[0].client.get("/events", params={"status": "accepted"}).json()["items"] == [])
     per_instance = attempts_by_instance(tmp_path, 3)
     assert all(per_instance), [len(attempts) for attempts in per_instance]  # every instance processed some
     attempts = [entry for entries in per_instance for entry in entries]
-    assert len(attempts) == 3000
-    assert {entry["event_id"] for entry in attempts} == {f"e{i}" for i in range(3000)}
+    assert len(attempts) == EVENTS
+    assert {entry["event_id"] for entry in attempts} == {f"e{i}" for i in range(EVENTS)}
     assert {entry["attempt"] for entry in attempts} == {1}
-    for i in range(0, 3000, 150):
+    for i in range(0, EVENTS, 45):
         event = instances[i % 3].client.get(f"/events/e{i}").json()
         assert (event["status"], event["attempts"]) == ("processed", 1)
 
@@ -89,12 +135,18 @@ async def test_events_held_by_a_killed_instance_are_processed_by_the_others(
         doomed.client.post("/events", json={"event_id": f"held{i}", "payload": {"sleep_s": 600, "sleep_attempts": 1}})
     for i in range(6):
         wait_for_status(doomed.client, f"held{i}", "processing")
-    survivors = [
-        servers.start(
-            HANDLER=SCRIPTED, DATABASE_URL=pg_url, LEASE_SECONDS=2, ATTEMPT_LOG=tmp_path / f"attempts-{i}.jsonl"
-        )
-        for i in (1, 2)
-    ]
+    survivors = started_together(
+        [
+            servers.start(
+                wait_ready=False,
+                HANDLER=SCRIPTED,
+                DATABASE_URL=pg_url,
+                LEASE_SECONDS=2,
+                ATTEMPT_LOG=tmp_path / f"attempts-{i}.jsonl",
+            )
+            for i in (1, 2)
+        ]
+    )
     doomed.kill()
     for i in range(6):
         event = wait_for_status(survivors[i % 2].client, f"held{i}", "processed", timeout=60)
@@ -108,7 +160,7 @@ async def test_three_instances_starting_together_on_an_empty_database_make_one_s
 ) -> None:
     starting = [servers.start(wait_ready=False, DATABASE_URL=pg_url) for _ in range(3)]
     for server in starting:
-        wait_until(lambda server=server: "eventctl listening" in server.log, message="every instance to start")
+        wait_until(functools.partial(listening, server), message="every instance to start")
         assert "Traceback" not in server.log
         assert "ERROR" not in server.log
     conn = await asyncpg.connect(pg_url)
@@ -123,7 +175,9 @@ async def test_three_instances_starting_together_on_an_empty_database_make_one_s
 async def test_postgresql_stopped_under_load_loses_no_accepted_event_and_service_recovers_by_itself(
     servers: ServerFactory, private_postgres: PrivatePostgres
 ) -> None:
-    instances = [servers.start(DATABASE_URL=private_postgres.url, PROCESSING_DELAY_MS=0) for _ in range(2)]
+    instances = started_together(
+        [servers.start(wait_ready=False, DATABASE_URL=private_postgres.url, PROCESSING_DELAY_MS=0) for _ in range(2)]
+    )
     accepted: set[str] = set()
     codes: collections.Counter[int] = collections.Counter()
     stop = asyncio.Event()
@@ -156,13 +210,12 @@ async def test_postgresql_stopped_under_load_loses_no_accepted_event_and_service
     assert set(codes) <= {202, 503}  # never a 500
     assert codes[503] > 0, "the outage was not felt"
     for server in instances:
-        wait_until(lambda server=server: server.client.get("/ready").status_code == 200, message="ready again")
+        wait_until(functools.partial(is_ready, server), message="ready again")
         assert server.client.post("/events", json={"event_id": f"after-{server.url}"}).status_code == 202
     client0 = instances[0].client
-    missing = [event_id for event_id in accepted if client0.get(f"/events/{event_id}").status_code != 200]
-    assert missing == []
+    assert accepted <= stored_statuses(client0).keys()  # nothing accepted was lost
     wait_until(
-        lambda: all(event_status(client0, event_id) == "processed" for event_id in list(accepted)[:200]),
+        lambda: all(stored_statuses(client0)[event_id] == "processed" for event_id in accepted),
         timeout=60,
-        message="accepted events to be processed after the outage",
+        message="every accepted event to be processed after the outage",
     )

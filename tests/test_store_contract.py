@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -169,6 +170,26 @@ async def test_release_gives_claims_back_as_accepted_without_counting_the_attemp
     assert event.attempts == 0
     [again] = await store.claim(1, LEASE)
     assert again.attempt == 1
+
+
+async def test_prune_deletes_processed_events_before_the_cutoff_a_batch_at_a_time(store: Store) -> None:
+    for event_id in ("p0", "p1", "p2", "p3", "p4", "dead"):
+        await store.add(event_id, b"{}")
+    claims = await store.claim(6, LEASE)
+    for claim in claims:
+        assert await (store.fail(claim, "no") if claim.event_id == "dead" else store.complete(claim))
+    await store.add("waiting", b"{}")
+    assert await store.prune_processed(datetime.now(UTC) - timedelta(hours=1), 10) == 0  # none is that old
+    cutoff = datetime.now(UTC) + timedelta(seconds=1)
+    assert [await store.prune_processed(cutoff, 3) for _ in range(3)] == [3, 2, 0]
+    for i in range(5):
+        assert await store.get(f"p{i}") is None
+    dead, waiting = await store.get("dead"), await store.get("waiting")
+    assert dead is not None
+    assert dead.status is Status.FAILED
+    assert waiting is not None
+    assert waiting.status is Status.ACCEPTED
+    assert await store.add("p0", b"{}") is None  # a pruned event's id is free again
 
 
 async def test_wait_for_work_returns_when_an_event_is_added(store: Store) -> None:

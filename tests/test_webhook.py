@@ -1,15 +1,16 @@
-"""The webhook handler against a real local receiver that verifies every delivery with the reference
-Standard Webhooks library."""
+"""The webhook handler, in the real app in process, against a real local receiver (an HTTP server on a
+port of its own) that verifies every delivery with the reference Standard Webhooks library."""
 
 from __future__ import annotations
 
 import base64
 import collections
+import contextlib
 import http.server
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,7 +18,10 @@ import orjson
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from tests.conftest import ServerFactory, ServerProcess, wait_for_status
+from tests.conftest import ServerFactory
+from tests.inprocess import RunningApp, running_app, settings_from_env, wait_for_status
+
+pytestmark = pytest.mark.anyio
 
 SECRET = "whsec_" + base64.b64encode(os.urandom(24)).decode()
 
@@ -72,23 +76,28 @@ def receiver() -> Iterator[Receiver]:
     server.server_close()
 
 
-def start_webhook_server(servers: ServerFactory, receiver: Receiver, **settings: str | int | float) -> ServerProcess:
-    return servers.start(
+@contextlib.asynccontextmanager
+async def webhook_app(receiver: Receiver, **environ: str | float) -> AsyncIterator[RunningApp]:
+    """The app with the webhook handler, its settings read from the environment as ``eventctl serve`` reads
+    them (the secret's format included)."""
+    settings = settings_from_env(
         HANDLER="webhook",
         WEBHOOK_URL=receiver.url,
         WEBHOOK_SECRET=SECRET,
         RETRY_BACKOFF_MS=10,
         RETRY_BACKOFF_MAX_MS=50,
-        **settings,
+        **environ,
     )
+    async with running_app(settings) as running:
+        yield running
 
 
-def test_a_receiver_failing_twice_gets_the_event_processed_on_the_third_signed_attempt(
-    servers: ServerFactory, receiver: Receiver
+async def test_a_receiver_failing_twice_gets_the_event_processed_on_the_third_signed_attempt(
+    receiver: Receiver,
 ) -> None:
-    server = start_webhook_server(servers, receiver)
-    server.client.post("/events", json={"event_id": "hook_1", "payload": {"order": 42}})
-    event = wait_for_status(server.client, "hook_1", "processed")
+    async with webhook_app(receiver) as running:
+        await running.client.post("/events", json={"event_id": "hook_1", "payload": {"order": 42}})
+        event = await wait_for_status(running.client, "hook_1", "processed")
     assert event["attempts"] == 3
     assert len(receiver.deliveries) == 3
     assert all(delivery["verified"] for delivery in receiver.deliveries)
@@ -97,12 +106,12 @@ def test_a_receiver_failing_twice_gets_the_event_processed_on_the_third_signed_a
     assert all(d["event_id"] == "hook_1" for d in receiver.deliveries)
 
 
-def test_a_receiver_that_does_not_answer_in_time_is_retried(servers: ServerFactory, receiver: Receiver) -> None:
+async def test_a_receiver_that_does_not_answer_in_time_is_retried(receiver: Receiver) -> None:
     receiver.failures = 0
     receiver.stall_seconds = 3
-    server = start_webhook_server(servers, receiver, WEBHOOK_TIMEOUT_S=0.5)
-    server.client.post("/events", json={"event_id": "hook_slow"})
-    event = wait_for_status(server.client, "hook_slow", "processed")
+    async with webhook_app(receiver, WEBHOOK_TIMEOUT_S=0.5) as running:
+        await running.client.post("/events", json={"event_id": "hook_slow"})
+        event = await wait_for_status(running.client, "hook_slow", "processed")
     assert event["attempts"] == 2
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import re
 from typing import Any
 
@@ -64,7 +65,8 @@ def build_openapi(app: FastAPI, *, secured: bool) -> dict[str, Any]:
         schema = model.model_json_schema(ref_template=_REF)
         schemas.update(schema.pop("$defs", {}))
         schemas[model.__name__] = schema
-    document["paths"].setdefault("/events", {})["post"] = CREATE_EVENT
+    # A copy: the document is changed below (access answers), and CREATE_EVENT serves every app of the process.
+    document["paths"].setdefault("/events", {})["post"] = copy.deepcopy(CREATE_EVENT)
     for path_item in document["paths"].values():
         for operation in path_item.values():
             responses = operation.get("responses", {})
