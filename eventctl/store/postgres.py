@@ -276,7 +276,7 @@ class PostgresStore(Store):
             )
         counted = {row["status"]: row["n"] for row in rows}
         depths = {status: counted.get(str(status), 0) for status in QUEUE_STATUSES}
-        return QueueStats(depths, 0.0 if age is None else float(age))
+        return QueueStats(depths, 0.0 if age is None else float(age), scheduled=0, blocked_keys=0)
 
     async def claim(self, limit: int, lease_seconds: float) -> list[Claim]:
         token = random.getrandbits(62)

@@ -228,7 +228,9 @@ class SqliteStore(Store):
                 f"SELECT due_at FROM events WHERE due_at <= ? AND status IN {_WAITING} ORDER BY due_at LIMIT 1",
                 (now,),
             ).fetchone()
-            return QueueStats(depths, 0.0 if oldest is None else (now - oldest[0]) / 1_000_000)
+            return QueueStats(
+                depths, 0.0 if oldest is None else (now - oldest[0]) / 1_000_000, scheduled=0, blocked_keys=0
+            )
 
         return await self._read(count)
 
