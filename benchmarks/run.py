@@ -213,6 +213,7 @@ def bench_ingest(sizes: Sizes, scratch: Path) -> None:
 
 async def fill(database_url: str, count: int) -> None:
     """Store ``count`` accepted events through eventctl's own store (so the schema is the real one)."""
+    from eventctl.domain import NewEvent
     from eventctl.store import open_store
 
     store = open_store(database_url)
@@ -220,7 +221,7 @@ async def fill(database_url: str, count: int) -> None:
     try:
         for start in range(0, count, 5000):
             batch = range(start, min(count, start + 5000))
-            await asyncio.gather(*(store.add(f"stored-{i}", b'{"order":1}') for i in batch))
+            await asyncio.gather(*(store.add(NewEvent(f"stored-{i}", b'{"order":1}')) for i in batch))
     finally:
         await store.close()
 
@@ -317,6 +318,7 @@ def bench_drain(sizes: Sizes, scratch: Path) -> None:
 async def store_costs(database_url: str, count: int) -> dict[str, float]:
     """Seconds per event of each write an event costs, through eventctl's own store with no HTTP in front:
     add (at accept), claim (before processing), complete (after). Many at once, as under load."""
+    from eventctl.domain import NewEvent
     from eventctl.store import open_store
 
     store = open_store(database_url)
@@ -325,7 +327,7 @@ async def store_costs(database_url: str, count: int) -> dict[str, float]:
         started = time.perf_counter()
         for start in range(0, count, 1000):
             await asyncio.gather(
-                *(store.add(f"cost-{i}", b'{"order":1}') for i in range(start, min(count, start + 1000)))
+                *(store.add(NewEvent(f"cost-{i}", b'{"order":1}')) for i in range(start, min(count, start + 1000)))
             )
         added = time.perf_counter()
         claims = []

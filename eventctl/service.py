@@ -67,7 +67,7 @@ class Service:
     async def start(self) -> None:
         settings = self.settings
         self._handler = load_handler(settings)
-        store = open_store(settings.database_url)
+        store = open_store(settings.database_url, attempt_history=settings.attempt_history == "on")
         await store.open()
         self._store = store
         self._worker = Worker(

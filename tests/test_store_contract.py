@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from eventctl.domain import Status
+from eventctl.domain import NewEvent, Status
 from eventctl.errors import ConfigError
 from eventctl.store import Store, open_store
 
@@ -34,7 +34,7 @@ async def store(store_url: str) -> AsyncIterator[Store]:
 
 
 async def test_add_stores_an_accepted_event_with_its_payload(store: Store) -> None:
-    assert await store.add("e1", b'{"a":1}') is None
+    assert await store.add(NewEvent("e1", b'{"a":1}')) is None
     event = await store.get("e1")
     assert event is not None
     assert event.status is Status.ACCEPTED
@@ -45,15 +45,15 @@ async def test_add_stores_an_accepted_event_with_its_payload(store: Store) -> No
 
 
 async def test_add_of_a_taken_id_stores_nothing_and_returns_the_holder(store: Store) -> None:
-    await store.add("e1", b"1")
-    existing = await store.add("e1", b"2")
+    await store.add(NewEvent("e1", b"1"))
+    existing = await store.add(NewEvent("e1", b"2"))
     assert existing is not None
     assert existing.payload == b"1"
     assert existing.status is Status.ACCEPTED
 
 
 async def test_concurrent_adds_of_one_id_store_it_once(store: Store) -> None:
-    results = await asyncio.gather(*(store.add("same", str(i).encode()) for i in range(100)))
+    results = await asyncio.gather(*(store.add(NewEvent("same", str(i).encode())) for i in range(100)))
     assert sum(result is None for result in results) == 1
 
 
@@ -63,7 +63,7 @@ async def test_get_of_an_unknown_id_is_none(store: Store) -> None:
 
 async def test_claim_takes_oldest_due_first_up_to_the_limit_and_counts_an_attempt(store: Store) -> None:
     for i in range(5):
-        await store.add(f"e{i}", b"{}")
+        await store.add(NewEvent(f"e{i}", b"{}"))
     claims = await store.claim(3, LEASE)
     assert sorted(claim.event_id for claim in claims) == ["e0", "e1", "e2"]
     assert all(claim.attempt == 1 for claim in claims)
@@ -77,7 +77,7 @@ async def test_claim_takes_oldest_due_first_up_to_the_limit_and_counts_an_attemp
 
 
 async def test_complete_marks_processed_while_the_claim_holds(store: Store) -> None:
-    await store.add("e1", b"{}")
+    await store.add(NewEvent("e1", b"{}"))
     [claim] = await store.claim(1, LEASE)
     assert await store.complete(claim) is True
     event = await store.get("e1")
@@ -88,7 +88,7 @@ async def test_complete_marks_processed_while_the_claim_holds(store: Store) -> N
 
 
 async def test_a_lost_claim_changes_nothing(store: Store) -> None:
-    await store.add("e1", b"{}")
+    await store.add(NewEvent("e1", b"{}"))
     [stale] = await store.claim(1, 0.05)
     await asyncio.sleep(0.1)
     [fresh] = await store.claim(1, LEASE)  # the lease ran out: due again
@@ -106,7 +106,7 @@ async def test_a_lost_claim_changes_nothing(store: Store) -> None:
 async def test_concurrent_completions_each_get_their_own_answer(store: Store) -> None:
     """Completions are written in batches; inside one, a lost claim is refused while the others land."""
     for i in range(50):
-        await store.add(f"e{i}", b"{}")
+        await store.add(NewEvent(f"e{i}", b"{}"))
     [stale] = await store.claim(1, 0.05)
     await asyncio.sleep(0.1)
     claims = await store.claim(50, LEASE)  # e0 again (lease ran out), and the other 49
@@ -120,7 +120,7 @@ async def test_concurrent_completions_each_get_their_own_answer(store: Store) ->
 
 
 async def test_renew_keeps_a_claim_from_expiring(store: Store) -> None:
-    await store.add("e1", b"{}")
+    await store.add(NewEvent("e1", b"{}"))
     [claim] = await store.claim(1, 0.2)
     for _ in range(4):
         await asyncio.sleep(0.1)
@@ -130,7 +130,7 @@ async def test_renew_keeps_a_claim_from_expiring(store: Store) -> None:
 
 
 async def test_retry_makes_the_event_due_after_the_delay_with_the_error_kept(store: Store) -> None:
-    await store.add("e1", b"{}")
+    await store.add(NewEvent("e1", b"{}"))
     [claim] = await store.claim(1, LEASE)
     assert await store.retry(claim, "Boom: once", 0.2) is True
     event = await store.get("e1")
@@ -148,7 +148,7 @@ async def test_retry_makes_the_event_due_after_the_delay_with_the_error_kept(sto
 
 
 async def test_fail_dead_letters_the_event(store: Store) -> None:
-    await store.add("e1", b"{}")
+    await store.add(NewEvent("e1", b"{}"))
     [claim] = await store.claim(1, LEASE)
     assert await store.fail(claim, "PermanentError: no") is True
     event = await store.get("e1")
@@ -160,7 +160,7 @@ async def test_fail_dead_letters_the_event(store: Store) -> None:
 
 
 async def test_release_gives_claims_back_as_accepted_without_counting_the_attempt(store: Store) -> None:
-    await store.add("e1", b"{}")
+    await store.add(NewEvent("e1", b"{}"))
     [claim] = await store.claim(1, LEASE)
     await store.release([claim])
     event = await store.get("e1")
@@ -177,13 +177,13 @@ async def test_wait_for_work_returns_when_an_event_is_added(store: Store) -> Non
     waiter = asyncio.create_task(store.wait_for_work(None))
     await asyncio.sleep(0.05)
     assert not waiter.done()
-    await store.add("e1", b"{}")
+    await store.add(NewEvent("e1", b"{}"))
     await asyncio.wait_for(waiter, 5)
 
 
 async def test_next_due_in_is_zero_for_waiting_events_and_none_when_empty(store: Store) -> None:
     assert await store.next_due_in() is None
-    await store.add("e1", b"{}")
+    await store.add(NewEvent("e1", b"{}"))
     assert await store.next_due_in() == 0
 
 
@@ -195,8 +195,8 @@ async def test_reopening_a_file_keeps_events_and_releases_orphaned_claims(tmp_pa
     url = f"sqlite:///{tmp_path / 'events.db'}"
     first = open_store(url)
     await first.open()
-    await first.add("done", b"{}")
-    await first.add("held", b"{}")
+    await first.add(NewEvent("done", b"{}"))
+    await first.add(NewEvent("held", b"{}"))
     [claim_done] = await first.claim(1, LEASE)
     await first.complete(claim_done)
     await first.claim(1, LEASE)  # "held" is claimed, then the process "dies" holding it
@@ -212,7 +212,7 @@ async def test_reopening_a_file_keeps_events_and_releases_orphaned_claims(tmp_pa
         done = await second.get("done")
         assert done is not None
         assert done.status is Status.PROCESSED
-        assert await second.add("done", b"{}") is not None
+        assert await second.add(NewEvent("done", b"{}")) is not None
         [claim] = await second.claim(5, LEASE)
         assert claim.event_id == "held"
     finally:
