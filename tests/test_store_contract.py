@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -11,26 +11,11 @@ import pytest
 from eventctl.domain import NewEvent, Status
 from eventctl.errors import ConfigError
 from eventctl.store import Store, open_store
+from tests.store_fixtures import LEASE, store, store_url
+
+__all__ = ["store", "store_url"]  # fixtures
 
 pytestmark = pytest.mark.anyio
-
-LEASE = 30.0
-
-
-@pytest.fixture(params=["sqlite", "memory", "postgres"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "postgres":
-        url: str = request.getfixturevalue("pg_url")
-        return url
-    return f"sqlite:///{tmp_path / 'store.db'}" if request.param == "sqlite" else "memory://"
-
-
-@pytest.fixture
-async def store(store_url: str) -> AsyncIterator[Store]:
-    store = open_store(store_url)
-    await store.open()
-    yield store
-    await store.close()
 
 
 async def test_add_stores_an_accepted_event_with_its_payload(store: Store) -> None:
@@ -185,6 +170,23 @@ async def test_next_due_in_is_zero_for_waiting_events_and_none_when_empty(store:
     assert await store.next_due_in() is None
     await store.add(NewEvent("e1", b"{}"))
     assert await store.next_due_in() == 0
+
+
+async def test_pruning_deletes_processed_events_older_than_the_cutoff_at_most_a_batch_at_a_time(
+    store: Store,
+) -> None:
+    for i in range(5):
+        await store.add(NewEvent(f"e{i}", b"{}"))
+    await store.add(NewEvent("waiting", b"{}"))
+    for claim in await store.claim(5, LEASE):
+        assert await store.complete(claim)
+    cutoff = datetime.now(UTC) + timedelta(seconds=5)
+    assert await store.prune_processed(datetime.now(UTC) - timedelta(seconds=60), 10) == 0
+    assert await store.prune_processed(cutoff, 2) == 2
+    assert await store.prune_processed(cutoff, 2) == 2
+    assert await store.prune_processed(cutoff, 2) == 1
+    assert await store.prune_processed(cutoff, 2) == 0
+    assert await store.get("waiting") is not None
 
 
 async def test_ping_answers_when_open(store: Store) -> None:

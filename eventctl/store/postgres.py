@@ -311,10 +311,13 @@ class PostgresStore(Store):
         params: list[Any] = []
         where = _SQL.where(filter, params)
         params.append(limit)
+        # The batch is chosen once (a materialized CTE, joined): a subquery under IN may be run again for every
+        # row of the update, each run finding the next rows, past the limit.
         async with self._connection() as conn:
             result: str = await conn.execute(
-                f"{_REPLAY} WHERE status = '{Status.FAILED}' AND seq IN (SELECT e.seq FROM eventctl_events e {where}"
-                f" ORDER BY e.seq LIMIT ${len(params)} FOR UPDATE SKIP LOCKED)",
+                f"WITH batch AS MATERIALIZED (SELECT e.seq FROM eventctl_events e {where} ORDER BY e.seq"
+                f" LIMIT ${len(params)} FOR UPDATE SKIP LOCKED) {_REPLAY} FROM batch"
+                f" WHERE eventctl_events.seq = batch.seq AND eventctl_events.status = '{Status.FAILED}'",
                 *params,
             )
         return int(result.split()[-1])  # "UPDATE <count>"
@@ -342,9 +345,9 @@ class PostgresStore(Store):
         """Attempts go with their events (ON DELETE CASCADE); a processed event is never a key's head."""
         async with self._connection() as conn:
             result: str = await conn.execute(
-                "DELETE FROM eventctl_events WHERE seq IN (SELECT seq FROM eventctl_events"
+                "WITH batch AS MATERIALIZED (SELECT seq FROM eventctl_events"
                 f" WHERE status = '{Status.PROCESSED}' AND processed_at < $1 ORDER BY processed_at LIMIT $2"
-                " FOR UPDATE SKIP LOCKED)",
+                " FOR UPDATE SKIP LOCKED) DELETE FROM eventctl_events e USING batch WHERE e.seq = batch.seq",
                 processed_before,
                 limit,
             )

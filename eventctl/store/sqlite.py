@@ -69,9 +69,9 @@ class SqliteDialect(Dialect):
 
     def starts_with(self, column: str, prefix: str, bind: Bind) -> str:
         # A range of the unique index on event_id, whose BINARY collation is code point order.
+        lower = f"{column} >= {bind(prefix)}"  # bound first: the markers are positional
         successor = prefix_successor(prefix)
-        upper = "" if successor is None else f" AND {column} < {bind(successor)}"
-        return f"{column} >= {bind(prefix)}{upper}"
+        return lower if successor is None else f"{lower} AND {column} < {bind(successor)}"
 
 
 _SQL = SqliteDialect()
