@@ -107,7 +107,9 @@ async def test_the_attempts_of_an_unknown_event_are_none_and_of_a_new_one_empty(
 
 async def test_deleting_an_event_removes_its_attempts_and_frees_its_id(store: Store, store_url: str) -> None:
     await store.add(event("e1"))
+    assert await store.retry(await claim_one(store, "e1"), "RuntimeError: once", 0)
     assert await store.fail(await claim_one(store, "e1"), "PermanentError: no")
+    assert await stored_attempts(store_url) in (1, None)
     assert await store.delete("e1") is Status.FAILED
     assert await store.get("e1") is None
     assert await store.attempts("e1") is None
@@ -120,8 +122,12 @@ async def test_retention_removes_the_attempts_with_their_events(store: Store, st
     for i in range(3):
         await store.add(event(f"e{i}"))
     for claim in await store.claim(3, LEASE):
+        assert await store.retry(claim, "RuntimeError: once", 0)
+    for claim in await store.claim(3, LEASE):
         assert await store.complete(claim)
-    assert await stored_attempts(store_url) in (3, None)
+    for i in range(3):
+        assert [a.outcome for a in await store.attempts(f"e{i}") or []] == ["retrying", "processed"]
+    assert await stored_attempts(store_url) in (3, None)  # the earlier attempt of each (see the schema)
     assert await store.prune_processed(datetime.now(UTC) + timedelta(seconds=5), 500) == 3
     assert await stored_attempts(store_url) in (0, None)
     for i in range(3):

@@ -159,3 +159,36 @@ async def test_bulk_actions_let_blocked_keys_go_on(store: Store) -> None:
     assert await store.delete_matching(EventFilter(ordering_key="b"), 10) == 1
     assert (await store.queue_stats()).blocked_keys == 0
     assert sorted(claim.event_id for claim in await store.claim(10, LEASE)) == ["a1", "b2"]
+
+
+async def test_time_filters_select_exactly_the_events_received_within_them(store: Store) -> None:
+    """Batches received at distinct times: every since/until at a batch's edge selects exactly the batches on
+    its side, whatever the store does to answer it from its keys."""
+    edges = []
+    for batch in range(8):
+        edges.append(datetime.now(UTC))
+        await store.add_many([event(f"b{batch}-{i:02d}") for i in range(25)])
+        await asyncio.sleep(0.005)
+    edges.append(datetime.now(UTC))
+    for cut in range(9):
+        newer = [f"b{b}-{i:02d}" for b in range(cut, 8) for i in range(25)]
+        older = [f"b{b}-{i:02d}" for b in range(cut) for i in range(25)]
+        assert await listed(store, EventFilter(received_since=edges[cut]), page_size=40) == newer[::-1]
+        assert await listed(store, EventFilter(received_until=edges[cut]), page_size=40) == older[::-1]
+        assert await store.count_matching(EventFilter(received_until=edges[cut])) == len(older)
+    window = EventFilter(received_since=edges[2], received_until=edges[5])
+    assert await store.count_matching(window) == 75
+    assert await store.delete_matching(window, 100) == 0  # nothing finished yet: nothing deletable
+
+
+async def test_a_prefix_filter_pages_alike_whether_its_events_are_recent_and_common_or_old_and_rare(
+    store: Store,
+) -> None:
+    await store.add_many([event(f"old-{i:02d}") for i in range(30)])
+    for start in range(0, 6000, 1000):  # more newer events than the stores look among first
+        await store.add_many([event(f"mix-{'a' if i % 2 else 'b'}-{i:04d}") for i in range(start, start + 1000)])
+    recent = await listed(store, EventFilter(id_prefix="mix-a-"), page_size=50)
+    assert recent == [f"mix-a-{i:04d}" for i in range(5999, 0, -2)]
+    assert await listed(store, EventFilter(id_prefix="old-"), page_size=7) == [
+        f"old-{i:02d}" for i in range(29, -1, -1)
+    ]

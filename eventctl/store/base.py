@@ -72,6 +72,11 @@ class Outcome:
     report: AttemptReport | None
 
 
+def is_plain(event: NewEvent) -> bool:
+    """Whether ``event`` has neither a key nor a schedule: the hot path, which pays for neither."""
+    return event.ordering_key is None and event.deliver_at is None
+
+
 class Store(abc.ABC):
     """Durable storage of events and their processing state. ``attempt_history=False`` records no
     attempts (``attempts`` then lists none)."""

@@ -29,9 +29,9 @@ from asyncpg.pool import PoolConnectionProxy
 
 from eventctl.domain import QUEUE_STATUSES, Attempt, Claim, Event, EventFilter, NewEvent, QueueStats, Status
 from eventctl.errors import ConfigError, StoreUnavailable
-from eventctl.store.base import LOST_ERROR, RELEASED_ERROR, Outcome, Store
+from eventctl.store import postgres_statements as sql
+from eventctl.store.base import Outcome, Store, is_plain
 from eventctl.store.postgres_schema import migrate
-from eventctl.store.query import Bind, Dialect, like_contains
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +41,6 @@ POOL_SIZE = 10
 CONNECT_TIMEOUT = 5.0
 COMMAND_TIMEOUT = 30.0
 LISTENER_RETRY_SECONDS = 1.0
-# The first half of the two-number advisory locks on ordering keys (the second is the key's hash): a space of
-# its own, apart from the one-number lock of the migrations.
-KEY_LOCK_SPACE = 0x65766B  # "evk"
 
 # What means "the database cannot be reached, cannot take this now, or is going away", under
 # ``store/base.py``'s rule: these errors, and the server errors of ``_UNAVAILABLE_SQLSTATES``, are
@@ -87,9 +84,13 @@ class PostgresStore(Store):
         self._listener_task: asyncio.Task[None] | None = None
         self._notify_task: asyncio.Task[None] | None = None
         self._notify_wanted = asyncio.Event()
-        self._claim_statement = _claim_statement(attempt_history)
-        self._outcomes_statement = _outcomes_statement(attempt_history)
-        self._release_statement = _release_statement(attempt_history)
+        self._claim_statement = sql.claim_statement(attempt_history)
+        self._outcomes_statement = sql.outcomes_statement(attempt_history)
+        self._release_statement = sql.release_statement(attempt_history)
+        self._dialect = sql.PostgresDialect(code_point_order=False)  # told the database's collation at open
+        self._replay_one_statement = sql.replay_statement(
+            attempt_history, f"SELECT seq FROM eventctl_events WHERE event_id = $1 AND status = '{Status.FAILED}'"
+        )
 
     # -- lifecycle -----------------------------------------------------------------------------------
 
@@ -98,6 +99,8 @@ class PostgresStore(Store):
             conn = await asyncpg.connect(self._dsn, timeout=CONNECT_TIMEOUT)
             try:
                 await migrate(conn)
+                collation = await conn.fetchval("SELECT datcollate FROM pg_database WHERE datname = current_database()")
+                self._dialect.code_point_order = collation in sql.CODE_POINT_COLLATIONS
             finally:
                 await conn.close()
             self._pool = await asyncpg.create_pool(
@@ -190,32 +193,27 @@ class PostgresStore(Store):
 
     async def get(self, event_id: str) -> Event | None:
         async with self._connection() as conn:
-            row = await conn.fetchrow(_SELECT_EVENT, event_id)
-        return None if row is None else _SQL.row_to_event(row)
+            row = await conn.fetchrow(sql.SELECT_EVENT, event_id)
+        return None if row is None else sql.SQL.row_to_event(row)
 
     async def _select(self, filter: EventFilter, limit: int, before: int | None) -> list[tuple[int, Event]]:
         params: list[Any] = []
-        where = _SQL.where(filter, params, before)
-        params.append(limit)
-        statement = f"SELECT e.seq, {_SQL.event_columns} FROM eventctl_events e {where}"
-        statement += f" ORDER BY e.seq DESC LIMIT ${len(params)}"
+        statement = self._dialect.page_statement(filter, before, limit, params)
         async with self._connection() as conn:
             rows = await conn.fetch(statement, *params)
-        return [(row[0], _SQL.row_to_event(row, 1)) for row in rows]
+        return [(row[0], sql.SQL.row_to_event(row, 1)) for row in rows]
 
     async def count_matching(self, filter: EventFilter) -> int:
         params: list[Any] = []
-        statement = f"SELECT count(*) FROM eventctl_events e {_SQL.where(filter, params)}"
+        statement = f"SELECT count(*) FROM eventctl_events e {self._dialect.where(filter, params)}"
         async with self._connection() as conn:
             count: int = await conn.fetchval(statement, *params)
         return count
 
     async def attempts(self, event_id: str) -> list[Attempt] | None:
         async with self._connection() as conn:
-            rows = await conn.fetch(_SELECT_ATTEMPTS, event_id)
-        if not rows:
-            return None
-        return [_SQL.row_to_attempt(row) for row in rows if row[0] is not None]
+            rows = await conn.fetch(sql.SELECT_ATTEMPTS, event_id)
+        return sql.SQL.rows_to_attempts(rows)
 
     async def queue_stats(self) -> QueueStats:
         async with self._connection() as conn:
@@ -247,16 +245,16 @@ class PostgresStore(Store):
     # -- writes --------------------------------------------------------------------------------------
 
     async def _insert(self, events: Sequence[NewEvent]) -> list[Event | None]:
-        if len(events) == 1 and events[0].ordering_key is None and events[0].deliver_at is None:
+        if len(events) == 1 and is_plain(events[0]):
             return [await self._insert_plain(events[0])]
         results: dict[str, Event | None] = {}
         keys = sorted({event.ordering_key for event in events if event.ordering_key is not None})
         async with self._connection() as conn, conn.transaction():
-            await _lock_keys(conn, keys)
+            await sql.lock_keys(conn, keys)
             waiting = list(events)
             while waiting:  # an id's holder may be deleted (retention, delete) between the insert and its read
                 stored = await conn.fetch(
-                    _INSERT_MANY,
+                    sql.INSERT_MANY,
                     [event.event_id for event in waiting],
                     [event.payload.decode() for event in waiting],
                     [event.traceparent for event in waiting],
@@ -265,29 +263,27 @@ class PostgresStore(Store):
                 )
                 results.update(dict.fromkeys((row[0] for row in stored), None))
                 taken = [event.event_id for event in waiting if event.event_id not in results]
-                holders = await conn.fetch(f"{_SELECT_EVENTS} WHERE e.event_id = ANY($1::text[])", taken)
-                results.update((row[0], _SQL.row_to_event(row)) for row in holders)
+                holders = await conn.fetch(f"{sql.SELECT_EVENTS} WHERE e.event_id = ANY($1::text[])", taken)
+                results.update((row[0], sql.SQL.row_to_event(row)) for row in holders)
                 waiting = [event for event in waiting if event.event_id not in results]
-            await _promote(conn, keys)
+            await sql.promote(conn, keys)
         return [results[event.event_id] for event in events]
 
     async def _insert_plain(self, event: NewEvent) -> Event | None:
         """The hot path: one statement, and no lock."""
         async with self._connection() as conn:
-            inserted = await conn.fetchval(_INSERT_PLAIN, event.event_id, event.payload.decode(), event.traceparent)
+            inserted = await conn.fetchval(sql.INSERT_PLAIN, event.event_id, event.payload.decode(), event.traceparent)
             if inserted:
                 return None
-            row = await conn.fetchrow(_SELECT_EVENT, event.event_id)
+            row = await conn.fetchrow(sql.SELECT_EVENT, event.event_id)
         if row is None:  # deleted by retention between our insert and this read: the id is free again
             return await self._insert_plain(event)
-        return _SQL.row_to_event(row)
+        return sql.SQL.row_to_event(row)
 
     async def _replay(self, event_id: str) -> Status | None:
         async with self._connection() as conn:
-            replayed = await conn.fetchval(
-                f"{_REPLAY} WHERE event_id = $1 AND status = '{Status.FAILED}' RETURNING true", event_id
-            )
-            if replayed:
+            replayed: str = await conn.execute(self._replay_one_statement, event_id)
+            if replayed != "UPDATE 0":
                 return Status.FAILED
             status = await conn.fetchval("SELECT status FROM eventctl_events WHERE event_id = $1", event_id)
         return None if status is None else Status(status)
@@ -296,7 +292,7 @@ class PostgresStore(Store):
         async with self._connection() as conn, conn.transaction():
             # The key first, its lock next, then the delete: the order every writer of a key follows.
             key = await conn.fetchval("SELECT ordering_key FROM eventctl_events WHERE event_id = $1", event_id)
-            await _lock_keys(conn, [] if key is None else [key])
+            await sql.lock_keys(conn, [] if key is None else [key])
             deleted = await conn.fetchval(
                 f"DELETE FROM eventctl_events WHERE event_id = $1 AND status <> '{Status.PROCESSING}' RETURNING status",
                 event_id,
@@ -304,27 +300,23 @@ class PostgresStore(Store):
             if deleted is None:
                 status = await conn.fetchval("SELECT status FROM eventctl_events WHERE event_id = $1", event_id)
                 return None if status is None else Status(status)
-            await _promote(conn, [] if key is None else [key])
+            await sql.promote(conn, [] if key is None else [key])
         return Status(deleted)
 
     async def _replay_matching(self, filter: EventFilter, limit: int) -> int:
         params: list[Any] = []
-        where = _SQL.where(filter, params)
+        where = self._dialect.where(filter, params)
         params.append(limit)
-        # The batch is chosen once (a materialized CTE, joined): a subquery under IN may be run again for every
-        # row of the update, each run finding the next rows, past the limit.
+        batch = (
+            f"SELECT e.seq FROM eventctl_events e {where} ORDER BY e.seq LIMIT ${len(params)} FOR UPDATE SKIP LOCKED"
+        )
         async with self._connection() as conn:
-            result: str = await conn.execute(
-                f"WITH batch AS MATERIALIZED (SELECT e.seq FROM eventctl_events e {where} ORDER BY e.seq"
-                f" LIMIT ${len(params)} FOR UPDATE SKIP LOCKED) {_REPLAY} FROM batch"
-                f" WHERE eventctl_events.seq = batch.seq AND eventctl_events.status = '{Status.FAILED}'",
-                *params,
-            )
+            result: str = await conn.execute(sql.replay_statement(self._history, batch), *params)
         return int(result.split()[-1])  # "UPDATE <count>"
 
     async def _delete_matching(self, filter: EventFilter, limit: int) -> int:
         params: list[Any] = []
-        where = _SQL.where(filter, params)
+        where = self._dialect.where(filter, params)
         params.append(limit)
         async with self._connection() as conn, conn.transaction():
             selected = await conn.fetch(
@@ -332,13 +324,13 @@ class PostgresStore(Store):
                 *params,
             )
             keys = sorted({row[1] for row in selected if row[1] is not None})
-            await _lock_keys(conn, keys)
+            await sql.lock_keys(conn, keys)
             result: str = await conn.execute(
                 "DELETE FROM eventctl_events WHERE seq = ANY($1::bigint[]) AND status = ANY($2::text[])",
                 [row[0] for row in selected],
                 [str(status) for status in filter.statuses],  # still deletable, now that the keys are held
             )
-            await _promote(conn, keys)
+            await sql.promote(conn, keys)
         return int(result.split()[-1])  # "DELETE <count>"
 
     async def prune_processed(self, processed_before: datetime, limit: int) -> int:
@@ -377,17 +369,15 @@ class PostgresStore(Store):
             [o.status.value for o in outcomes],
             [o.error for o in outcomes],
             [o.delay_seconds for o in outcomes],
-            [o.claim.attempt for o in outcomes],
-            [o.claim.claimed_at for o in outcomes],
             [None if o.report is None else o.report.duration_ms for o in outcomes],
             [None if o.report is None else o.report.response_status for o in outcomes],
         )
         async with self._connection() as conn:
             if keys:
                 async with conn.transaction():
-                    await _lock_keys(conn, keys)
+                    await sql.lock_keys(conn, keys)
                     rows = await conn.fetch(self._outcomes_statement, *arrays)
-                    await _promote(conn, keys)
+                    await sql.promote(conn, keys)
             else:
                 rows = await conn.fetch(self._outcomes_statement, *arrays)
         # By id and token: a stale claim and the fresh one on the same event may share a batch.
@@ -403,145 +393,3 @@ class PostgresStore(Store):
                 [claim.attempt for claim in claims],
                 [claim.claimed_at for claim in claims],
             )
-
-
-class PostgresDialect(Dialect):
-    events = "eventctl_events"
-    attempts = "eventctl_attempts"
-
-    def placeholder(self, position: int) -> str:
-        return f"${position}"
-
-    def to_db_time(self, moment: datetime) -> datetime:
-        return moment
-
-    def from_db_time(self, value: Any) -> datetime:
-        moment: datetime = value
-        return moment
-
-    def from_db_payload(self, value: Any) -> bytes:
-        return str(value).encode()
-
-    def contains_ignoring_case(self, column: str, text: str, bind: Bind) -> str:
-        return f"{column} ILIKE {bind(like_contains(text))} ESCAPE '\\'"
-
-    def starts_with(self, column: str, prefix: str, bind: Bind) -> str:
-        return f"starts_with({column}, {bind(prefix)})"
-
-
-_SQL = PostgresDialect()
-
-_SELECT_EVENTS = f"SELECT {_SQL.event_columns} FROM eventctl_events e"
-_SELECT_EVENT = f"{_SELECT_EVENTS} WHERE e.event_id = $1"
-_SELECT_ATTEMPTS = (
-    "SELECT a.attempt, a.started_at, a.finished_at, a.outcome, a.error, a.duration_ms, a.response_status"
-    " FROM eventctl_events e LEFT JOIN eventctl_attempts a ON a.event_seq = e.seq WHERE e.event_id = $1"
-    " ORDER BY a.id"
-)
-_INSERT_PLAIN = (
-    "INSERT INTO eventctl_events (event_id, payload, status, attempts, received_at, updated_at, due_at, traceparent)"
-    f" VALUES ($1, $2, '{Status.ACCEPTED}', 0, now(), now(), now(), $3) ON CONFLICT (event_id) DO NOTHING"
-    " RETURNING true"
-)
-# Keyed events are inserted parked (_promote then makes each key's head due); a scheduled one is due at its
-# deliver_at, which is kept while it is still ahead. Identity values follow the ORDER BY: the batch's order.
-_INSERT_MANY = (
-    "INSERT INTO eventctl_events (event_id, payload, status, attempts, received_at, updated_at, due_at, traceparent,"
-    f" ordering_key, deliver_at) SELECT i.event_id, i.payload, '{Status.ACCEPTED}', 0, now(), now(),"
-    " CASE WHEN i.ordering_key IS NULL THEN greatest(i.deliver_at, now()) END, i.traceparent, i.ordering_key,"
-    " CASE WHEN i.deliver_at > now() THEN i.deliver_at END"
-    " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[]) WITH ORDINALITY"
-    " AS i (event_id, payload, traceparent, ordering_key, deliver_at, n)"
-    " ORDER BY i.n ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
-)
-_REPLAY = (
-    f"UPDATE eventctl_events SET status = '{Status.ACCEPTED}', attempts = 0, due_at = now(), updated_at = now(),"
-    " processed_at = NULL"
-)
-# Each key's first unfinished event, if it is parked, becomes due: at its deliver_at, or now if that passed.
-_PROMOTE = (
-    "UPDATE eventctl_events e SET due_at = greatest(e.deliver_at, now()), updated_at = now()"
-    " WHERE e.seq IN (SELECT (SELECT h.seq FROM eventctl_events h WHERE h.ordering_key = k.key"
-    f" AND h.status <> '{Status.PROCESSED}' ORDER BY h.seq LIMIT 1) FROM unnest($1::text[]) AS k (key))"
-    f" AND e.status = '{Status.ACCEPTED}' AND e.due_at IS NULL"
-)
-_INSERT_ATTEMPTS = (
-    "INSERT INTO eventctl_attempts (event_seq, attempt, started_at, finished_at, outcome, error, duration_ms,"
-    " response_status)"
-)
-
-
-def _claim_statement(history: bool) -> str:
-    """Claims due events; with the history, the attempt of each lease that ran out is recorded as lost in
-    the same statement (``due`` holds the rows as they were before the claim)."""
-    lost = (
-        f", lost AS ({_INSERT_ATTEMPTS} SELECT seq, attempts, updated_at, NULL, 'lost', '{LOST_ERROR}', NULL, NULL"
-        f" FROM due WHERE status = '{Status.PROCESSING}')"
-        if history
-        else ""
-    )
-    return (
-        "WITH due AS (SELECT seq, status, attempts, updated_at FROM eventctl_events WHERE due_at <= now()"
-        f" ORDER BY due_at LIMIT $1 FOR UPDATE SKIP LOCKED){lost}"
-        f" UPDATE eventctl_events e SET status = '{Status.PROCESSING}', attempts = e.attempts + 1,"
-        " claim_token = $2, due_at = now() + make_interval(secs => $3), updated_at = now()"
-        " FROM due WHERE e.seq = due.seq"
-        " RETURNING e.event_id, e.payload, e.attempts, e.traceparent, e.ordering_key, e.updated_at"
-    )
-
-
-def _outcomes_statement(history: bool) -> str:
-    """Writes a batch of outcomes through their fences; with the history, each written one's attempt too."""
-    recorded = (
-        f", recorded AS ({_INSERT_ATTEMPTS} SELECT seq, attempt, coalesce(started, now()), now(), status, error,"
-        " duration, response FROM done)"
-        if history
-        else ""
-    )
-    return (
-        "WITH o AS (SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::float8[],"
-        " $6::int[], $7::timestamptz[], $8::float8[], $9::int[])"
-        " AS o (event_id, token, status, error, delay, attempt, started, duration, response)),"
-        " done AS (UPDATE eventctl_events e SET status = o.status,"
-        f" processed_at = CASE WHEN o.status = '{Status.PROCESSED}' THEN now() END,"
-        f" due_at = CASE WHEN o.status = '{Status.RETRYING}' THEN now() + make_interval(secs => o.delay) END,"
-        " last_error = o.error, claim_token = NULL, updated_at = now()"
-        f" FROM o WHERE e.event_id = o.event_id AND e.status = '{Status.PROCESSING}' AND e.claim_token = o.token"
-        f" RETURNING e.seq, o.*){recorded}"
-        " SELECT event_id, token FROM done"
-    )
-
-
-def _release_statement(history: bool) -> str:
-    """Gives claims back through their fences; with the history, each released attempt is recorded."""
-    update = (
-        f"UPDATE eventctl_events e SET status = '{Status.ACCEPTED}', due_at = now(), attempts = e.attempts - 1,"
-        " claim_token = NULL, updated_at = now() FROM r"
-        f" WHERE e.event_id = r.event_id AND e.status = '{Status.PROCESSING}' AND e.claim_token = r.token"
-    )
-    claims = (
-        "WITH r AS (SELECT * FROM unnest($1::text[], $2::bigint[], $3::int[], $4::timestamptz[])"
-        " AS r (event_id, token, attempt, started))"
-    )
-    if not history:
-        return f"{claims} {update}"
-    return (
-        f"{claims}, done AS ({update} RETURNING e.seq, r.attempt, r.started) {_INSERT_ATTEMPTS}"
-        f" SELECT seq, attempt, coalesce(started, now()), now(), 'released', '{RELEASED_ERROR}', NULL, NULL FROM done"
-    )
-
-
-async def _lock_keys(conn: PoolConnectionProxy, keys: Sequence[str]) -> None:
-    """Hold the keys' advisory locks until the transaction ends, taken in the order of their hashes so that
-    two transactions that need some of the same keys cannot deadlock."""
-    if keys:
-        await conn.execute(
-            f"SELECT pg_advisory_xact_lock({KEY_LOCK_SPACE}, h)"
-            " FROM (SELECT DISTINCT hashtext(k) AS h FROM unnest($1::text[]) AS k ORDER BY h) AS ordered",
-            list(keys),
-        )
-
-
-async def _promote(conn: PoolConnectionProxy, keys: Sequence[str]) -> None:
-    if keys:
-        await conn.execute(_PROMOTE, list(keys))

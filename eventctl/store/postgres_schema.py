@@ -42,7 +42,14 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE eventctl_events
         ADD COLUMN ordering_key TEXT,
-        ADD COLUMN deliver_at TIMESTAMPTZ;  -- the time it was asked to run at, if still ahead at accept
+        ADD COLUMN deliver_at TIMESTAMPTZ,  -- the time it was asked to run at, if still ahead at accept
+        -- The latest attempt's record stays on the event's own row while the event is processed, retrying
+        -- or failed (its outcome is the status, its error last_error, its end updated_at): the common case,
+        -- one attempt, costs no write of its own. It moves to eventctl_attempts when the event moves on
+        -- (claimed again, replayed).
+        ADD COLUMN attempt_started_at TIMESTAMPTZ,
+        ADD COLUMN attempt_duration_ms DOUBLE PRECISION,
+        ADD COLUMN attempt_response_status INTEGER;
     -- A key's events, newest first: the ordering_key filter.
     CREATE INDEX eventctl_events_key ON eventctl_events (ordering_key, seq) WHERE ordering_key IS NOT NULL;
     -- A key's unfinished events in acceptance order: the first is the key's head, the only one ever due.
@@ -54,9 +61,10 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX eventctl_events_scheduled ON eventctl_events (deliver_at)
         WHERE deliver_at IS NOT NULL AND status = 'accepted';
     CREATE INDEX eventctl_events_errors ON eventctl_events (seq) WHERE last_error IS NOT NULL;
+    -- Every other attempt: the earlier ones, and those that ended without an outcome (released, lost).
     CREATE TABLE eventctl_attempts (
         event_seq BIGINT NOT NULL REFERENCES eventctl_events (seq) ON DELETE CASCADE,
-        id BIGINT GENERATED ALWAYS AS IDENTITY,
+        id BIGINT GENERATED ALWAYS AS IDENTITY,  -- the order they were recorded in
         attempt INTEGER NOT NULL,
         started_at TIMESTAMPTZ NOT NULL,  -- when it was claimed
         finished_at TIMESTAMPTZ,          -- when its outcome was recorded; NULL when lost

@@ -8,7 +8,7 @@ here is written once against it.
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -16,6 +16,7 @@ from eventctl.domain import Attempt, AttemptOutcome, Event, EventFilter, Status
 
 _WAITING = frozenset({Status.ACCEPTED, Status.RETRYING})
 Bind = Callable[[Any], str]
+Positions = tuple[int | None, int | None] | None
 
 
 class Row(Protocol):
@@ -92,9 +93,31 @@ class Dialect(abc.ABC):
             blocked_by=blocked_by,
         )
 
-    attempt_columns = "attempt, started_at, finished_at, outcome, error, duration_ms, response_status"
+    @property
+    def attempts_statement(self) -> str:
+        """An event's attempts, oldest first, for the event id bound three times (``?`` markers are
+        positional): those of the attempts table in the order they were recorded, then the latest one, whose
+        record is on the event's row while it is processed, retrying or failed (see the schemas); and a last
+        row that says the event exists. ``rows_to_attempts`` reads it."""
+        done = ", ".join(f"'{status}'" for status in (Status.PROCESSED, Status.RETRYING, Status.FAILED))
+        return (
+            "SELECT 0 AS part, a.id AS n, a.attempt, a.started_at, a.finished_at, a.outcome, a.error, a.duration_ms,"
+            f" a.response_status FROM {self.events} e JOIN {self.attempts} a ON a.event_seq = e.seq"
+            f" WHERE e.event_id = {self.placeholder(1)}"
+            " UNION ALL SELECT 1, 0, e.attempts, e.attempt_started_at, e.updated_at, e.status, e.last_error,"
+            f" e.attempt_duration_ms, e.attempt_response_status FROM {self.events} e"
+            f" WHERE e.event_id = {self.placeholder(1)} AND e.attempt_started_at IS NOT NULL AND e.status IN ({done})"
+            f" UNION ALL SELECT 2, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM {self.events} e"
+            f" WHERE e.event_id = {self.placeholder(1)} ORDER BY part, n"
+        )
 
-    def row_to_attempt(self, row: Row) -> Attempt:
+    def rows_to_attempts(self, rows: Sequence[Row]) -> list[Attempt] | None:
+        """The attempts in the rows of ``attempts_statement``; ``None`` if the event does not exist."""
+        if not rows:
+            return None
+        return [self._row_to_attempt(row[2:]) for row in rows if row[0] != 2]
+
+    def _row_to_attempt(self, row: Row) -> Attempt:
         attempt, started_at, finished_at, outcome, error, duration_ms, response_status = row[0:7]
         return Attempt(
             attempt=attempt,
@@ -106,9 +129,34 @@ class Dialect(abc.ABC):
             response_status=response_status,
         )
 
-    def where(self, filter: EventFilter, params: list[Any], before: int | None = None) -> str:
+    def page_statement(
+        self,
+        filter: EventFilter,
+        before: int | None,
+        limit: int,
+        params: list[Any],
+        positions: Positions = None,
+        source: str = "",
+    ) -> str:
+        """Up to ``limit`` (seq, ``event_columns``) rows that ``filter`` selects, older than ``before``, newest
+        first. The page is chosen on the filter's columns alone (often from an index without a look at the
+        table), and only its rows are read whole. ``source`` follows the table's alias in the choosing query
+        (an index hint)."""
+        where = self.where(filter, params, before, positions)
+        params.append(limit)
+        return (
+            f"SELECT e.seq, {self.event_columns} FROM {self.events} e WHERE e.seq IN (SELECT e.seq FROM"
+            f" {self.events} e {source} {where} ORDER BY e.seq DESC LIMIT {self.placeholder(len(params))})"
+            " ORDER BY e.seq DESC"
+        )
+
+    def where(
+        self, filter: EventFilter, params: list[Any], before: int | None = None, positions: Positions = None
+    ) -> str:
         """``WHERE ...`` (or nothing) for the events ``filter`` selects, older than position ``before``;
-        the values go to the end of ``params``. Each condition has an index to answer it (see the schemas)."""
+        the values go to the end of ``params``. Each condition has an index to answer it (see the schemas).
+        ``positions`` (first, end), where a backend knows them, bound the positions (seq) of every event the
+        time filters select, so that the primary key answers them too."""
 
         def bind(value: Any) -> str:
             params.append(value)
@@ -131,6 +179,12 @@ class Dialect(abc.ABC):
             conditions.append(self.starts_with("e.event_id", filter.id_prefix, bind))
         if before is not None:
             conditions.append(f"e.seq < {bind(before)}")
+        if positions is not None:
+            first, end = positions
+            if first is not None:
+                conditions.append(f"e.seq >= {bind(first)}")
+            if end is not None:
+                conditions.append(f"e.seq < {bind(end)}")
         return f"WHERE {' AND '.join(conditions)}" if conditions else ""
 
 

@@ -4,77 +4,31 @@ Writes go through one writer thread that commits in batches (see ``sqlite_writer
 connections in a small thread pool, which WAL lets run beside the writer. A file store is owned by one
 process (a lock file says so), which is why claims found at start belong to a dead process and are released.
 Because every write runs on that one thread, one at a time, moving a key's head needs no lock: nothing can
-come between reading the key's state and changing it. Times are stored as integer microseconds since the
-Unix epoch.
+come between reading the key's state and changing it. The SQL is in ``sqlite_statements``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import fcntl
 import os
 import sqlite3
 import threading
-import time
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import IO, Any, TypeVar
 
 from eventctl.domain import QUEUE_STATUSES, Attempt, Claim, Event, EventFilter, NewEvent, QueueStats, Status
 from eventctl.errors import ConfigError, StoreUnavailable
-from eventctl.store.base import LOST_ERROR, RELEASED_ERROR, Outcome, Store
-from eventctl.store.query import Bind, Dialect, like_contains, prefix_successor
+from eventctl.store import sqlite_statements as sql
+from eventctl.store.base import LOST_ERROR, RELEASED_ERROR, Outcome, Store, is_plain
+from eventctl.store.query import Positions
 from eventctl.store.sqlite_schema import migrate
 from eventctl.store.sqlite_writer import SqliteWriter, store_error
 
 T = TypeVar("T")
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
-_WAITING = f"('{Status.ACCEPTED}', '{Status.RETRYING}')"
-
-
-def _now_us() -> int:
-    return time.time_ns() // 1000
-
-
-def _us(moment: datetime) -> int:
-    return (moment - _EPOCH) // _MICROSECOND
-
-
-def _datetime(us: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=us)
-
-
-class SqliteDialect(Dialect):
-    events = "events"
-    attempts = "attempts"
-
-    def placeholder(self, position: int) -> str:
-        return "?"
-
-    def to_db_time(self, moment: datetime) -> int:
-        return _us(moment)
-
-    def from_db_time(self, value: Any) -> datetime:
-        return _datetime(value)
-
-    def from_db_payload(self, value: Any) -> bytes:
-        return bytes(value)
-
-    def contains_ignoring_case(self, column: str, text: str, bind: Bind) -> str:
-        return f"{column} LIKE {bind(like_contains(text))} ESCAPE '\\'"  # LIKE ignores the case of ASCII letters
-
-    def starts_with(self, column: str, prefix: str, bind: Bind) -> str:
-        # A range of the unique index on event_id, whose BINARY collation is code point order.
-        lower = f"{column} >= {bind(prefix)}"  # bound first: the markers are positional
-        successor = prefix_successor(prefix)
-        return lower if successor is None else f"{lower} AND {column} < {bind(successor)}"
-
-
-_SQL = SqliteDialect()
+_SQL = sql.SQL
 
 
 class SqliteStore(Store):
@@ -90,6 +44,8 @@ class SqliteStore(Store):
         self._reader_local = threading.local()
         self._lock_file: IO[bytes] | None = None
         self._closed = False  # reads after close are refused as unavailable, as the writer refuses writes
+        self._complete_sql, self._retry_sql, self._fail_sql = sql.outcome_statements(attempt_history)
+        self._last_received = 0  # the writer's: received_at of the newest event, which no new one goes below
 
     # -- lifecycle -----------------------------------------------------------------------------------
 
@@ -121,7 +77,12 @@ class SqliteStore(Store):
         conn.execute(f"PRAGMA synchronous={self._synchronous}")
         conn.execute("PRAGMA busy_timeout=5000")
         migrate(conn)
-        conn.execute(_LOST_ATTEMPTS_TRIGGER if self._history else "DROP TRIGGER IF EXISTS events_lost_attempt")
+        newest = conn.execute("SELECT received_at FROM events ORDER BY seq DESC LIMIT 1").fetchone()
+        self._last_received = 0 if newest is None else newest[0]
+        # Made afresh at every start (it is no data): its definition follows the code, and ATTEMPT_HISTORY.
+        conn.execute(sql.NO_HISTORY_TRIGGER)
+        if self._history:
+            conn.execute(sql.HISTORY_TRIGGER)
         return conn
 
     def _reader_connection(self) -> sqlite3.Connection:
@@ -157,7 +118,7 @@ class SqliteStore(Store):
     def _release_orphaned_claims(self, conn: sqlite3.Connection) -> None:
         """Claims found at start were held by a process that died: their attempts were lost, and the events
         are due again now. The attempt may have run, so it stays counted."""
-        with _atomically(conn):
+        with sql.atomically(conn):
             if self._history:
                 conn.execute(
                     f"INSERT INTO attempts (event_seq, attempt, started_at, outcome, error) SELECT seq, attempts,"
@@ -167,7 +128,7 @@ class SqliteStore(Store):
             conn.execute(
                 f"UPDATE events SET status = '{Status.ACCEPTED}', claim_token = NULL, due_at = ?"
                 f" WHERE status = '{Status.PROCESSING}'",
-                (_now_us(),),
+                (sql.now_us(),),
             )
 
     # -- reads ---------------------------------------------------------------------------------------
@@ -177,40 +138,40 @@ class SqliteStore(Store):
 
     async def get(self, event_id: str) -> Event | None:
         def select(conn: sqlite3.Connection) -> Event | None:
-            row = conn.execute(_SELECT_EVENT, (event_id,)).fetchone()
+            row = conn.execute(sql.SELECT_EVENT, (event_id,)).fetchone()
             return None if row is None else _SQL.row_to_event(row)
 
         return await self._read(select)
 
     async def _select(self, filter: EventFilter, limit: int, before: int | None) -> list[tuple[int, Event]]:
-        params: list[Any] = []
-        where = _SQL.where(filter, params, before)
-        statement = f"SELECT e.seq, {_SQL.event_columns} FROM events e {where} ORDER BY e.seq DESC LIMIT ?"
-
         def select(conn: sqlite3.Connection) -> list[tuple[int, Event]]:
-            rows = conn.execute(statement, (*params, limit)).fetchall()
+            positions = sql.positions(conn, filter)
+            rows = _prefix_page_among_the_newest(conn, filter, limit, before, positions) if filter.id_prefix else []
+            if len(rows) < limit:
+                params: list[Any] = []
+                rows = conn.execute(_SQL.page_statement(filter, before, limit, params, positions), params).fetchall()
             return [(row[0], _SQL.row_to_event(row, 1)) for row in rows]
 
         return await self._read(select)
 
     async def count_matching(self, filter: EventFilter) -> int:
-        params: list[Any] = []
-        statement = f"SELECT count(*) FROM events e {_SQL.where(filter, params)}"
-        count: int = await self._read(lambda conn: conn.execute(statement, params).fetchone()[0])
-        return count
+        def count(conn: sqlite3.Connection) -> int:
+            params: list[Any] = []
+            where = _SQL.where(filter, params, None, sql.positions(conn, filter))
+            counted: int = conn.execute(f"SELECT count(*) FROM events e {where}", params).fetchone()[0]
+            return counted
+
+        return await self._read(count)
 
     async def attempts(self, event_id: str) -> list[Attempt] | None:
         def select(conn: sqlite3.Connection) -> list[Attempt] | None:
-            rows = conn.execute(_SELECT_ATTEMPTS, (event_id,)).fetchall()
-            if not rows:
-                return None
-            return [_SQL.row_to_attempt(row) for row in rows if row[0] is not None]
+            return _SQL.rows_to_attempts(conn.execute(_SELECT_ATTEMPTS, (event_id,) * 3).fetchall())
 
         return await self._read(select)
 
     async def queue_stats(self) -> QueueStats:
         def count(conn: sqlite3.Connection) -> QueueStats:
-            now = _now_us()
+            now = sql.now_us()
             # One index range count per status (events_status_seq), one step along events_due, and the two
             # partial indexes events_scheduled and events_blocked_keys.
             depths = {
@@ -218,7 +179,7 @@ class SqliteStore(Store):
                 for status in QUEUE_STATUSES
             }
             oldest = conn.execute(
-                f"SELECT due_at FROM events WHERE due_at <= ? AND status IN {_WAITING} ORDER BY due_at LIMIT 1",
+                f"SELECT due_at FROM events WHERE due_at <= ? AND status IN {sql.WAITING} ORDER BY due_at LIMIT 1",
                 (now,),
             ).fetchone()
             scheduled = conn.execute(
@@ -238,96 +199,106 @@ class SqliteStore(Store):
             return None if row is None else row[0]
 
         due = await self._read(earliest)
-        return None if due is None else max(0.0, (due - _now_us()) / 1_000_000)
+        return None if due is None else max(0.0, (due - sql.now_us()) / 1_000_000)
 
     # -- writes --------------------------------------------------------------------------------------
 
     async def _insert(self, events: Sequence[NewEvent]) -> list[Event | None]:
-        if len(events) == 1 and _is_plain(events[0]):
+        if len(events) == 1 and is_plain(events[0]):
             return [await self._insert_plain(events[0])]
 
         def insert(conn: sqlite3.Connection) -> list[Event | None]:
-            now = _now_us()
-            with _atomically(conn):
-                stored = [conn.execute(_INSERT, _insert_values(event, now)).rowcount == 1 for event in events]
-                _promote(conn, {event.ordering_key for event in events if event.ordering_key is not None}, now)
+            now = self._received_now()
+            with sql.atomically(conn):
+                stored = [conn.execute(sql.INSERT, sql.insert_values(event, now)).rowcount == 1 for event in events]
+                sql.promote(conn, {event.ordering_key for event in events if event.ordering_key is not None}, now)
             return [
-                None if inserted else _SQL.row_to_event(conn.execute(_SELECT_EVENT, (event.event_id,)).fetchone())
+                None if inserted else _SQL.row_to_event(conn.execute(sql.SELECT_EVENT, (event.event_id,)).fetchone())
                 for event, inserted in zip(events, stored, strict=True)
             ]
 
         return await self._writer.run(insert)
 
+    def _received_now(self) -> int:
+        """The time to stamp new events with, on the writer's thread: now, but never earlier than the newest
+        event (should the clock step back), so that received_at follows acceptance order and a time filter
+        is a range of positions (``sqlite_statements.positions``)."""
+        self._last_received = max(sql.now_us(), self._last_received)
+        return self._last_received
+
     async def _insert_plain(self, event: NewEvent) -> Event | None:
         """The hot path: one statement, as before keys and schedules existed."""
 
         def insert(conn: sqlite3.Connection) -> Event | None:
-            now = _now_us()
-            if conn.execute(_INSERT_PLAIN, (event.event_id, event.payload, now, now, now, event.traceparent)).rowcount:
+            now = self._received_now()
+            if conn.execute(
+                sql.INSERT_PLAIN, (event.event_id, event.payload, now, now, now, event.traceparent)
+            ).rowcount:
                 return None
-            return _SQL.row_to_event(conn.execute(_SELECT_EVENT, (event.event_id,)).fetchone())
+            return _SQL.row_to_event(conn.execute(sql.SELECT_EVENT, (event.event_id,)).fetchone())
 
         return await self._writer.run(insert)
 
     async def _replay(self, event_id: str) -> Status | None:
         def replay(conn: sqlite3.Connection) -> Status | None:
-            now = _now_us()
-            if conn.execute(
-                f"{_REPLAY} WHERE event_id = ? AND status = '{Status.FAILED}'", (now, now, event_id)
-            ).rowcount:
-                return Status.FAILED
-            return _status(conn, event_id)
+            now = sql.now_us()
+            with sql.atomically(conn):
+                if self._history:
+                    conn.execute(f"{sql.ARCHIVE_FAILED} event_id = ?", (event_id,))
+                replayed = conn.execute(
+                    f"{sql.REPLAY} WHERE event_id = ? AND status = '{Status.FAILED}'", (now, now, event_id)
+                ).rowcount
+            return Status.FAILED if replayed else sql.status_of(conn, event_id)
 
         return await self._writer.run(replay)
 
     async def _delete(self, event_id: str) -> Status | None:
         def delete(conn: sqlite3.Connection) -> Status | None:
-            with _atomically(conn):
-                deleted = _delete_events(
-                    conn, f"event_id = ? AND status <> '{Status.PROCESSING}'", (event_id,), _now_us()
+            with sql.atomically(conn):
+                deleted = sql.delete_events(
+                    conn, f"event_id = ? AND status <> '{Status.PROCESSING}'", (event_id,), sql.now_us()
                 )
-            return deleted[0] if deleted else _status(conn, event_id)
+            return deleted[0] if deleted else sql.status_of(conn, event_id)
 
         return await self._writer.run(delete)
 
     async def _replay_matching(self, filter: EventFilter, limit: int) -> int:
-        params: list[Any] = []
-        selected = f"SELECT e.seq FROM events e {_SQL.where(filter, params)} ORDER BY e.seq LIMIT ?"
-
         def replay(conn: sqlite3.Connection) -> int:
-            now = _now_us()
-            return conn.execute(f"{_REPLAY} WHERE seq IN ({selected})", (now, now, *params, limit)).rowcount
+            now = sql.now_us()
+            with sql.atomically(conn):
+                seqs = conn.execute(*_batch(conn, filter, limit)).fetchall()
+                if self._history:
+                    conn.executemany(f"{sql.ARCHIVE_FAILED} seq = ?", seqs)
+                return conn.executemany(f"{sql.REPLAY} WHERE seq = ?", [(now, now, seq) for (seq,) in seqs]).rowcount
 
         return await self._writer.run(replay)
 
     async def _delete_matching(self, filter: EventFilter, limit: int) -> int:
-        params: list[Any] = []
-        selected = f"SELECT e.seq FROM events e {_SQL.where(filter, params)} ORDER BY e.seq LIMIT ?"
-
         def delete(conn: sqlite3.Connection) -> int:
-            with _atomically(conn):
-                return len(_delete_events(conn, f"seq IN ({selected})", (*params, limit), _now_us()))
+            selected, params = _batch(conn, filter, limit)
+            with sql.atomically(conn):
+                return len(sql.delete_events(conn, f"seq IN ({selected})", params, sql.now_us()))
 
         return await self._writer.run(delete)
 
     async def prune_processed(self, processed_before: datetime, limit: int) -> int:
-        cutoff = _us(processed_before)
+        cutoff = sql.to_us(processed_before)
         selected = (
             f"SELECT seq FROM events WHERE status = '{Status.PROCESSED}' AND processed_at < ?"
             " ORDER BY processed_at LIMIT ?"
         )
 
         def delete(conn: sqlite3.Connection) -> int:
-            with _atomically(conn):
-                return len(_delete_events(conn, f"seq IN ({selected})", (cutoff, limit), _now_us()))
+            with sql.atomically(conn):
+                return len(sql.delete_events(conn, f"seq IN ({selected})", (cutoff, limit), sql.now_us()))
 
         return await self._writer.run(delete)
 
     async def _claim(self, limit: int, lease_seconds: float, token: int) -> list[Claim]:
         def claim(conn: sqlite3.Connection) -> list[Claim]:
-            now = _now_us()
-            rows = conn.execute(_CLAIM, (token, now + int(lease_seconds * 1_000_000), now, now, limit)).fetchall()
-            claimed_at = _datetime(now)
+            now = sql.now_us()
+            rows = conn.execute(sql.CLAIM, (token, now + int(lease_seconds * 1_000_000), now, now, limit)).fetchall()
+            claimed_at = sql.from_us(now)
             return [Claim(r[0], r[1], r[2], token, r[3], r[4], claimed_at) for r in rows]
 
         return await self._writer.run(claim)
@@ -338,169 +309,85 @@ class SqliteStore(Store):
         def renew(conn: sqlite3.Connection) -> None:
             conn.execute(
                 f"UPDATE events SET due_at = ? WHERE status = '{Status.PROCESSING}' AND claim_token IN ({marks})",
-                (_now_us() + int(lease_seconds * 1_000_000), *tokens),
+                (sql.now_us() + int(lease_seconds * 1_000_000), *tokens),
             )
 
         await self._writer.run(renew)
 
     async def _write_outcomes(self, outcomes: list[Outcome]) -> list[bool]:
+        record = self._history
+
         def write(conn: sqlite3.Connection) -> list[bool]:
-            now = _now_us()
+            now = sql.now_us()
             changed: list[bool] = []
-            attempts: list[tuple[Any, ...]] = []
             keys: set[str] = set()
-            with _atomically(conn):
+            with sql.atomically(conn):
                 for outcome in outcomes:
-                    claim = outcome.claim
+                    claim, report = outcome.claim, outcome.report
+                    attempt = (
+                        (None, None) if report is None else (report.duration_ms, report.response_status)
+                    ) if record else ()  # fmt: skip
+                    fence = (now, claim.event_id, claim.token)
                     if outcome.status is Status.PROCESSED:
-                        row = conn.execute(_COMPLETE, (now, now, claim.event_id, claim.token)).fetchone()
-                        if row is not None and claim.ordering_key is not None:
+                        written = conn.execute(self._complete_sql, (*attempt, now, *fence)).rowcount == 1
+                        if written and claim.ordering_key is not None:
                             keys.add(claim.ordering_key)
                     elif outcome.status is Status.RETRYING:
                         due = now + int(outcome.delay_seconds * 1_000_000)
-                        row = conn.execute(_RETRY, (due, outcome.error, now, claim.event_id, claim.token)).fetchone()
+                        written = conn.execute(self._retry_sql, (*attempt, due, outcome.error, *fence)).rowcount == 1
                     else:
-                        row = conn.execute(_FAIL, (outcome.error, now, claim.event_id, claim.token)).fetchone()
-                    changed.append(row is not None)
-                    if row is not None and self._history:
-                        started = _started_us(claim, now)
-                        attempts.append((row[0], claim.attempt, started, now, outcome.status.value, outcome.error,
-                                         *_reported(outcome)))  # fmt: skip
-                conn.executemany(_INSERT_ATTEMPT, attempts)
-                _promote(conn, keys, now)
+                        written = conn.execute(self._fail_sql, (*attempt, outcome.error, *fence)).rowcount == 1
+                    changed.append(written)
+                sql.promote(conn, keys, now)
             return changed
 
         return await self._writer.run(write)
 
     async def _release(self, claims: Collection[Claim]) -> None:
         def release(conn: sqlite3.Connection) -> None:
-            now = _now_us()
-            with _atomically(conn):
+            now = sql.now_us()
+            with sql.atomically(conn):
                 for claim in claims:
-                    row = conn.execute(_RELEASE, (now, now, claim.event_id, claim.token)).fetchone()
+                    row = conn.execute(sql.RELEASE, (now, now, claim.event_id, claim.token)).fetchone()
                     if row is not None and self._history:
-                        values = (row[0], claim.attempt, _started_us(claim, now), now, "released", RELEASED_ERROR)
-                        conn.execute(_INSERT_ATTEMPT, (*values, None, None))
+                        started = now if claim.claimed_at is None else sql.to_us(claim.claimed_at)
+                        conn.execute(
+                            sql.INSERT_ATTEMPT,
+                            (row[0], claim.attempt, started, now, "released", RELEASED_ERROR, None, None),
+                        )
 
         await self._writer.run(release)
 
 
-# Statements run once per event are built once (the statement cache is keyed by their text).
-_SELECT_EVENT = f"SELECT {_SQL.event_columns} FROM events e WHERE e.event_id = ?"
-_SELECT_ATTEMPTS = (
-    "SELECT a.attempt, a.started_at, a.finished_at, a.outcome, a.error, a.duration_ms, a.response_status"
-    " FROM events e LEFT JOIN attempts a ON a.event_seq = e.seq WHERE e.event_id = ? ORDER BY a.id"
-)
-_INSERT_PLAIN = (
-    "INSERT INTO events (event_id, payload, status, attempts, received_at, updated_at, due_at, traceparent)"
-    f" VALUES (?, ?, '{Status.ACCEPTED}', 0, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING"
-)
-_INSERT = (
-    "INSERT INTO events (event_id, payload, status, attempts, received_at, updated_at, due_at, traceparent,"
-    f" ordering_key, deliver_at) VALUES (?, ?, '{Status.ACCEPTED}', 0, ?, ?, ?, ?, ?, ?)"
-    " ON CONFLICT (event_id) DO NOTHING"
-)
-_CLAIM = (
-    f"UPDATE events SET status = '{Status.PROCESSING}', attempts = attempts + 1,"
-    " claim_token = ?, due_at = ?, updated_at = ?"
-    " WHERE seq IN (SELECT seq FROM events WHERE due_at <= ? ORDER BY due_at LIMIT ?)"
-    " RETURNING event_id, payload, attempts, traceparent, ordering_key"
-)
-_FENCE = f" WHERE event_id = ? AND status = '{Status.PROCESSING}' AND claim_token = ? RETURNING seq"
-_COMPLETE = (
-    f"UPDATE events SET status = '{Status.PROCESSED}', processed_at = ?, due_at = NULL, last_error = NULL,"
-    f" claim_token = NULL, updated_at = ?{_FENCE}"
-)
-_RETRY = (
-    f"UPDATE events SET status = '{Status.RETRYING}', due_at = ?, last_error = ?, claim_token = NULL,"
-    f" updated_at = ?{_FENCE}"
-)
-_FAIL = (
-    f"UPDATE events SET status = '{Status.FAILED}', due_at = NULL, last_error = ?, claim_token = NULL,"
-    f" updated_at = ?{_FENCE}"
-)
-_RELEASE = (
-    f"UPDATE events SET status = '{Status.ACCEPTED}', due_at = ?, attempts = attempts - 1, claim_token = NULL,"
-    f" updated_at = ?{_FENCE}"
-)
-_REPLAY = (
-    f"UPDATE events SET status = '{Status.ACCEPTED}', attempts = 0, due_at = ?, updated_at = ?, processed_at = NULL"
-)
-_INSERT_ATTEMPT = (
-    "INSERT INTO attempts (event_seq, attempt, started_at, finished_at, outcome, error, duration_ms, response_status)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-)
-# The key's first unfinished event, if it is parked, becomes due: at its deliver_at, or now if that passed.
-_PROMOTE = (
-    "UPDATE events SET due_at = max(coalesce(deliver_at, :now), :now), updated_at = :now"
-    " WHERE seq = (SELECT seq FROM events WHERE ordering_key = :key"
-    f" AND status <> '{Status.PROCESSED}' ORDER BY seq LIMIT 1)"
-    f" AND status = '{Status.ACCEPTED}' AND due_at IS NULL"
-)
-# A lease that ran out and is claimed again: the attempt that held it is recorded as lost. A trigger, so
-# that claims (a hot path) need no statement of their own to find them.
-_LOST_ATTEMPTS_TRIGGER = f"""
-CREATE TRIGGER IF NOT EXISTS events_lost_attempt AFTER UPDATE OF claim_token ON events
-WHEN OLD.status = '{Status.PROCESSING}' AND NEW.status = '{Status.PROCESSING}'
-BEGIN
-    INSERT INTO attempts (event_seq, attempt, started_at, outcome, error)
-    VALUES (OLD.seq, OLD.attempts, OLD.updated_at, 'lost', '{LOST_ERROR}');
-END
-"""
+_SELECT_ATTEMPTS = _SQL.attempts_statement
 
 
-def _is_plain(event: NewEvent) -> bool:
-    return event.ordering_key is None and event.deliver_at is None
+# How many of the newest events an id_prefix page is first looked for among.
+PREFIX_WINDOW = 5000
 
 
-def _insert_values(event: NewEvent, now: int) -> tuple[Any, ...]:
-    """A keyed event is inserted parked (``_promote`` then makes its key's head due); a scheduled one is due
-    at its ``deliver_at``, which is kept while it is still ahead."""
-    deliver = None if event.deliver_at is None else _us(event.deliver_at)
-    if deliver is not None and deliver <= now:
-        deliver = None
-    due = None if event.ordering_key is not None else (deliver or now)
-    return (event.event_id, event.payload, now, now, due, event.traceparent, event.ordering_key, deliver)
+def _prefix_page_among_the_newest(
+    conn: sqlite3.Connection, filter: EventFilter, limit: int, before: int | None, positions: Positions
+) -> list[Any]:
+    """The page of an id_prefix filter if it lies among the newest ``PREFIX_WINDOW`` positions, else fewer
+    rows. SQLite cannot tell a prefix that half the events share from one that ten do, and would read the
+    whole range of the id index to sort it; a prefix common among recent events is found here at once, by
+    the primary key alone, and only a rarer one is looked up by the range."""
+    top = (before - 1) if before is not None else conn.execute("SELECT max(seq) FROM events").fetchone()[0]
+    if top is None:
+        return []
+    first, end = positions or (None, None)
+    window = (max(first or 0, top - PREFIX_WINDOW + 1), end)
+    params: list[Any] = []
+    statement = _SQL.page_statement(filter, before, limit, params, window, source="NOT INDEXED")
+    return conn.execute(statement, params).fetchall()
 
 
-def _promote(conn: sqlite3.Connection, keys: Iterable[str], now: int) -> None:
-    conn.executemany(_PROMOTE, [{"now": now, "key": key} for key in keys])
-
-
-def _delete_events(conn: sqlite3.Connection, condition: str, params: Sequence[Any], now: int) -> list[Status]:
-    """Delete the events ``condition`` selects with their attempts, and let their keys go on; their statuses."""
-    rows = conn.execute(f"DELETE FROM events WHERE {condition} RETURNING seq, status, ordering_key", params).fetchall()
-    conn.executemany("DELETE FROM attempts WHERE event_seq = ?", [(row[0],) for row in rows])
-    _promote(conn, {row[2] for row in rows if row[2] is not None}, now)
-    return [Status(row[1]) for row in rows]
-
-
-def _status(conn: sqlite3.Connection, event_id: str) -> Status | None:
-    row = conn.execute("SELECT status FROM events WHERE event_id = ?", (event_id,)).fetchone()
-    return None if row is None else Status(row[0])
-
-
-def _reported(outcome: Outcome) -> tuple[float | None, int | None]:
-    report = outcome.report
-    return (None, None) if report is None else (report.duration_ms, report.response_status)
-
-
-def _started_us(claim: Claim, now: int) -> int:
-    return now if claim.claimed_at is None else _us(claim.claimed_at)
-
-
-@contextlib.contextmanager
-def _atomically(conn: sqlite3.Connection) -> Iterator[None]:
-    """All or none of the statements inside: the writer's contract for an operation."""
-    conn.execute("SAVEPOINT operation")
-    try:
-        yield
-    except BaseException:
-        with contextlib.suppress(sqlite3.Error):  # the failure may have ended the transaction already
-            conn.execute("ROLLBACK TO operation")
-            conn.execute("RELEASE operation")
-        raise
-    conn.execute("RELEASE operation")
+def _batch(conn: sqlite3.Connection, filter: EventFilter, limit: int) -> tuple[str, list[Any]]:
+    """A query of the positions of up to ``limit`` events ``filter`` selects, oldest first, and its values."""
+    params: list[Any] = []
+    where = _SQL.where(filter, params, None, sql.positions(conn, filter))
+    return f"SELECT e.seq FROM events e {where} ORDER BY e.seq LIMIT ?", [*params, limit]
 
 
 def _lock_exclusively(path: str) -> IO[bytes]:
