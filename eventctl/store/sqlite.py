@@ -23,7 +23,6 @@ from eventctl.domain import QUEUE_STATUSES, Attempt, Claim, Event, EventFilter, 
 from eventctl.errors import ConfigError, StoreUnavailable
 from eventctl.store import sqlite_statements as sql
 from eventctl.store.base import LOST_ERROR, RELEASED_ERROR, Outcome, Store, is_plain
-from eventctl.store.query import Positions
 from eventctl.store.sqlite_schema import migrate
 from eventctl.store.sqlite_writer import SqliteWriter, store_error
 
@@ -146,7 +145,7 @@ class SqliteStore(Store):
     async def _select(self, filter: EventFilter, limit: int, before: int | None) -> list[tuple[int, Event]]:
         def select(conn: sqlite3.Connection) -> list[tuple[int, Event]]:
             positions = sql.positions(conn, filter)
-            rows = _prefix_page_among_the_newest(conn, filter, limit, before, positions) if filter.id_prefix else []
+            rows = sql.prefix_page_among_the_newest(conn, filter, limit, before, positions) if filter.id_prefix else []
             if len(rows) < limit:
                 params: list[Any] = []
                 rows = conn.execute(_SQL.page_statement(filter, before, limit, params, positions), params).fetchall()
@@ -266,7 +265,7 @@ class SqliteStore(Store):
         def replay(conn: sqlite3.Connection) -> int:
             now = sql.now_us()
             with sql.atomically(conn):
-                seqs = conn.execute(*_batch(conn, filter, limit)).fetchall()
+                seqs = conn.execute(*sql.batch(conn, filter, limit)).fetchall()
                 if self._history:
                     conn.executemany(f"{sql.ARCHIVE_FAILED} seq = ?", seqs)
                 return conn.executemany(f"{sql.REPLAY} WHERE seq = ?", [(now, now, seq) for (seq,) in seqs]).rowcount
@@ -275,7 +274,7 @@ class SqliteStore(Store):
 
     async def _delete_matching(self, filter: EventFilter, limit: int) -> int:
         def delete(conn: sqlite3.Connection) -> int:
-            selected, params = _batch(conn, filter, limit)
+            selected, params = sql.batch(conn, filter, limit)
             with sql.atomically(conn):
                 return len(sql.delete_events(conn, f"seq IN ({selected})", params, sql.now_us()))
 
@@ -360,34 +359,6 @@ class SqliteStore(Store):
 
 
 _SELECT_ATTEMPTS = _SQL.attempts_statement
-
-
-# How many of the newest events an id_prefix page is first looked for among.
-PREFIX_WINDOW = 5000
-
-
-def _prefix_page_among_the_newest(
-    conn: sqlite3.Connection, filter: EventFilter, limit: int, before: int | None, positions: Positions
-) -> list[Any]:
-    """The page of an id_prefix filter if it lies among the newest ``PREFIX_WINDOW`` positions, else fewer
-    rows. SQLite cannot tell a prefix that half the events share from one that ten do, and would read the
-    whole range of the id index to sort it; a prefix common among recent events is found here at once, by
-    the primary key alone, and only a rarer one is looked up by the range."""
-    top = (before - 1) if before is not None else conn.execute("SELECT max(seq) FROM events").fetchone()[0]
-    if top is None:
-        return []
-    first, end = positions or (None, None)
-    window = (max(first or 0, top - PREFIX_WINDOW + 1), end)
-    params: list[Any] = []
-    statement = _SQL.page_statement(filter, before, limit, params, window, source="NOT INDEXED")
-    return conn.execute(statement, params).fetchall()
-
-
-def _batch(conn: sqlite3.Connection, filter: EventFilter, limit: int) -> tuple[str, list[Any]]:
-    """A query of the positions of up to ``limit`` events ``filter`` selects, oldest first, and its values."""
-    params: list[Any] = []
-    where = _SQL.where(filter, params, None, sql.positions(conn, filter))
-    return f"SELECT e.seq FROM events e {where} ORDER BY e.seq LIMIT ?", [*params, limit]
 
 
 def _lock_exclusively(path: str) -> IO[bytes]:

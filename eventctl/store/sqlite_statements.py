@@ -193,6 +193,34 @@ def status_of(conn: sqlite3.Connection, event_id: str) -> Status | None:
     return None if row is None else Status(row[0])
 
 
+# How many of the newest events an id_prefix page is first looked for among.
+PREFIX_WINDOW = 5000
+
+
+def prefix_page_among_the_newest(
+    conn: sqlite3.Connection, filter: EventFilter, limit: int, before: int | None, bounds: Positions
+) -> list[Any]:
+    """The page of an id_prefix filter if it lies among the newest ``PREFIX_WINDOW`` positions, else fewer
+    rows. SQLite cannot tell a prefix that half the events share from one that ten do, and would read the
+    whole range of the id index to sort it; a prefix common among recent events is found here at once, by
+    the primary key alone, and only a rarer one is looked up by the range."""
+    top = (before - 1) if before is not None else conn.execute("SELECT max(seq) FROM events").fetchone()[0]
+    if top is None:
+        return []
+    first, end = bounds or (None, None)
+    window = (max(first or 0, top - PREFIX_WINDOW + 1), end)
+    params: list[Any] = []
+    statement = SQL.page_statement(filter, before, limit, params, window, source="NOT INDEXED")
+    return conn.execute(statement, params).fetchall()
+
+
+def batch(conn: sqlite3.Connection, filter: EventFilter, limit: int) -> tuple[str, list[Any]]:
+    """A query of the positions of up to ``limit`` events ``filter`` selects, oldest first, and its values."""
+    params: list[Any] = []
+    where = SQL.where(filter, params, None, positions(conn, filter))
+    return f"SELECT e.seq FROM events e {where} ORDER BY e.seq LIMIT ?", [*params, limit]
+
+
 @contextlib.contextmanager
 def atomically(conn: sqlite3.Connection) -> Iterator[None]:
     """All or none of the statements inside: the writer's contract for an operation."""
