@@ -8,10 +8,13 @@ Sections:
 - ingest: POST /events with unique ids from wrk (64 connections), eventctl against minimal in-memory servers
   (the Go seed server, FastAPI apps), interleaved A B C A B C, median of the rounds; requests/s, p50, p99, ratio
   to the Go seed server (the baseline; built from benchmarks/seed_server with Debian's golang-go).
-- drain: time to process N stored events with a no-op handler, SQLite and PostgreSQL.
+- drain: time to process N stored events with a no-op handler, SQLite and PostgreSQL, with the attempt
+  history on (as shipped) and off, interleaved.
 - store: the cost per event of each write an event needs (add, claim, complete), through the store alone.
+- claims: claim latency through the store, beside an ordering key with 10,000 waiting events and beside none.
 - latency: accept → processed at a light steady load, from the server's own timestamps.
-- scale: ingest with 1,000,000 processed events already stored against an empty store, and the RSS.
+- scale: ingest with 1,000,000 processed events already stored against an empty store, and the RSS; then
+  the list filters over 1,000,000 stored events, on each store.
 - cli: start-up of ``eventctl --help`` and of ``import eventctl``, beside ``python -c pass``.
 
 With two or more cores, servers are pinned to core 0 and the load generator to core 1 (taskset). Benchmarks
@@ -36,9 +39,12 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+
+from eventctl.domain import NewEvent
 
 HERE = Path(__file__).parent
 PG_URL = os.environ.get("EVENTCTL_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -212,16 +218,17 @@ def bench_ingest(sizes: Sizes, scratch: Path) -> None:
 # -- drain ------------------------------------------------------------------------------------------------
 
 
-async def fill(database_url: str, count: int) -> None:
-    """Store ``count`` accepted events through eventctl's own store (so the schema is the real one)."""
+async def fill(database_url: str, count: int, make: Callable[[int], NewEvent] | None = None) -> None:
+    """Store ``count`` accepted events through eventctl's own store (so the schema is the real one), in
+    batches; ``make(i)`` makes event ``i`` (default: a plain event ``stored-i``)."""
     from eventctl.store import open_store
 
     store = open_store(database_url)
     await store.open()
     try:
-        for start in range(0, count, 5000):
-            batch = range(start, min(count, start + 5000))
-            await asyncio.gather(*(store.add(f"stored-{i}", b'{"order":1}') for i in batch))
+        for start in range(0, count, 1000):
+            batch = range(start, min(count, start + 1000))
+            await store.add_many([make(i) if make else NewEvent(f"stored-{i}", b'{"order":1}') for i in batch])
     finally:
         await store.close()
 
@@ -289,27 +296,52 @@ def postgres_schema() -> Iterator[str | None]:
         asyncio.run(execute(f"DROP SCHEMA {schema} CASCADE"))
 
 
-def bench_drain(sizes: Sizes, scratch: Path) -> None:
-    count = sizes.drain_events
-    print(f"\n## drain: {count:,} stored events, no-op handler (PROCESSING_DELAY_MS=0), default settings")
-    print(f"{'store':30} {'seconds':>9} {'events/s':>10}")
-    path = scratch / "drain.db"
-    asyncio.run(fill(f"sqlite:///{path}", count))
+def drain_once(database_url: str, count: int, **extra: str) -> tuple[int, float]:
+    """Fill a store with ``count`` events, serve it until nothing waits; (processed, seconds from the first
+    processed to the last)."""
+    asyncio.run(fill(database_url, count))
     port = free_port()
-    with serving(eventctl_command(), eventctl_env(port, f"sqlite:///{path}", LOG_LEVEL="warning"), port):
+    with serving(eventctl_command(), eventctl_env(port, database_url, LOG_LEVEL="warning", **extra), port):
         wait_until_drained(port, count)
-    processed, seconds = drain_seconds_sqlite(path)
-    print(f"{'SQLite':30} {seconds:9.2f} {processed / seconds:10.0f}")
-    with postgres_schema() as url:
-        if url is None:
-            print(f"{'PostgreSQL':30} skipped: no server at EVENTCTL_BENCH_DATABASE_URL={PG_URL}")
-            return
-        asyncio.run(fill(url, count))
-        port = free_port()
-        with serving(eventctl_command(), eventctl_env(port, url, LOG_LEVEL="warning"), port):
-            wait_until_drained(port, count)
-        processed, seconds = asyncio.run(drain_seconds_postgres(url))
-        print(f"{'PostgreSQL':30} {seconds:9.2f} {processed / seconds:10.0f}")
+    if database_url.startswith("sqlite:///"):
+        return drain_seconds_sqlite(Path(database_url.removeprefix("sqlite:///")))
+    return asyncio.run(drain_seconds_postgres(database_url))
+
+
+def bench_drain(sizes: Sizes, scratch: Path) -> None:
+    """Each store drains with the attempt history on (as shipped) and off, interleaved, median of the rounds:
+    the history's cost is their ratio."""
+    count = sizes.drain_events
+    print(f"\n## drain: {count:,} stored events, no-op handler (PROCESSING_DELAY_MS=0), median of {sizes.rounds}")
+    print(f"{'store':34} {'seconds':>9} {'events/s':>10} {'vs history off':>15}")
+    stores: list[tuple[str, Callable[[], contextlib.AbstractContextManager[str | None]]]] = [
+        ("SQLite", lambda: sqlite_file(scratch)),
+        ("PostgreSQL", postgres_schema),
+    ]
+    for name, database in stores:
+        rates: dict[str, list[float]] = {"on": [], "off": []}
+        seconds: dict[str, list[float]] = {"on": [], "off": []}
+        for _ in range(sizes.rounds):
+            for history in ("on", "off"):
+                with database() as url:
+                    if url is None:
+                        print(f"{name:34} skipped: no server at EVENTCTL_BENCH_DATABASE_URL={PG_URL}")
+                        break
+                    processed, taken = drain_once(url, count, ATTEMPT_HISTORY=history)
+                rates[history].append(processed / taken)
+                seconds[history].append(taken)
+        if not rates["off"]:
+            continue
+        off = statistics.median(rates["off"])
+        for history in ("on", "off"):
+            rate = statistics.median(rates[history])
+            label = f"{name}, history {history}" + (" (as shipped)" if history == "on" else "")
+            print(f"{label:34} {statistics.median(seconds[history]):9.2f} {rate:10.0f} {rate / off:14.2f}x")
+
+
+@contextlib.contextmanager
+def sqlite_file(scratch: Path) -> Iterator[str]:
+    yield f"sqlite:///{scratch / f'drain-{uuid.uuid4().hex}.db'}"
 
 
 # -- store ------------------------------------------------------------------------------------------------
@@ -326,7 +358,7 @@ async def store_costs(database_url: str, count: int) -> dict[str, float]:
         started = time.perf_counter()
         for start in range(0, count, 1000):
             await asyncio.gather(
-                *(store.add(f"cost-{i}", b'{"order":1}') for i in range(start, min(count, start + 1000)))
+                *(store.add(NewEvent(f"cost-{i}", b'{"order":1}')) for i in range(start, min(count, start + 1000)))
             )
         added = time.perf_counter()
         claims = []
@@ -354,6 +386,56 @@ def bench_store(sizes: Sizes, scratch: Path) -> None:
         print(f"{name:12} {seconds * 1e6:9.1f} {1 / seconds:10.0f}")
     total = sum(costs.values())
     print(f"{'all three':12} {total * 1e6:9.1f} {1 / total:10.0f}")
+
+
+async def claim_latencies(database_url: str, plain: int, parked: int) -> list[float]:
+    """Seconds per claim of up to 64 events, claiming and completing ``plain`` events, with ``parked`` events
+    of one ordering key waiting behind its head the whole time."""
+    from eventctl.store import open_store
+
+    def keyed(i: int) -> NewEvent:
+        return NewEvent(f"long-key-{i}", b'{"order":1}', ordering_key="the-long-key")
+
+    await fill(database_url, parked + 1, keyed)
+    await fill(database_url, plain)
+    store = open_store(database_url)
+    await store.open()
+    latencies = []
+    try:
+        while True:
+            started = time.perf_counter()
+            claims = await store.claim(64, 300)
+            latencies.append(time.perf_counter() - started)
+            if len(claims) <= 1:  # only the long key's head is left
+                break
+            await asyncio.gather(*(store.complete(claim) for claim in claims if claim.ordering_key is None))
+    finally:
+        await store.close()
+    return latencies
+
+
+def bench_claims(sizes: Sizes, scratch: Path) -> None:
+    """Claims beside a key with 10,000 waiting events against claims beside none, on each store."""
+    plain = sizes.drain_events // 5
+    print(f"\n## claims: {plain:,} plain events claimed 64 at a time and completed, beside a key with waiting events")
+    print(f"{'store':12} {'waiting in the key':>19} {'p50 ms':>8} {'p99 ms':>8} {'vs none waiting':>16}")
+    stores: list[tuple[str, Callable[[], contextlib.AbstractContextManager[str | None]]]] = [
+        ("SQLite", lambda: sqlite_file(scratch)),
+        ("PostgreSQL", postgres_schema),
+    ]
+    for name, database in stores:
+        results = {}
+        for parked in (0, 10_000):
+            with database() as url:
+                if url is None:
+                    break
+                latencies = sorted(asyncio.run(claim_latencies(url, plain, parked)))
+            results[parked] = (statistics.median(latencies), latencies[int(len(latencies) * 0.99)])
+        if len(results) < 2:
+            print(f"{name:12} skipped: no server at EVENTCTL_BENCH_DATABASE_URL={PG_URL}")
+            continue
+        for parked, (p50, p99) in results.items():
+            print(f"{name:12} {parked:19,} {p50 * 1000:8.3f} {p99 * 1000:8.3f} {p50 / results[0][0]:15.2f}x")
 
 
 # -- latency ----------------------------------------------------------------------------------------------
@@ -388,8 +470,6 @@ def bench_latency(sizes: Sizes, scratch: Path) -> None:
 
 
 def _parse_time(text: str) -> float:
-    from datetime import datetime
-
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
@@ -425,6 +505,126 @@ def bench_scale(sizes: Sizes, scratch: Path) -> None:
         rate = statistics.median(r for r, _ in runs)
         rss = max(m for _, m in runs)
         print(f"{name:24} {rate:9.0f} {rate / empty:8.2f}x {rss:8.1f}")
+    bench_filters(sizes, scratch)
+
+
+# A million stored events as an incident leaves them: 99% processed, 1% failed (a third of those timed out),
+# ids in two namespaces, every 50th event keyed by one of 5,000 customers.
+_TIMEOUT = "WebhookError: no answer from https://hooks.example/in within 10s (WEBHOOK_TIMEOUT_S)"
+_HTTP_503 = "WebhookError: HTTP 503 from https://hooks.example/in"
+
+
+def _filter_event(i: int) -> NewEvent:
+    key = f"cust-{i // 50 % 5000}" if i % 50 == 0 else None
+    return NewEvent(f"{'ord' if i % 2 else 'pay'}-{i:07d}", b'{"order":1}', ordering_key=key)
+
+
+def _settle_sqlite(path: Path) -> tuple[datetime, datetime, datetime]:
+    """Settle the filled events as the incident did; the received times at 1%, 50% and 99% of them."""
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        now = time.time_ns() // 1000
+        conn.execute(
+            "UPDATE events SET status = CASE WHEN seq % 100 = 0 THEN 'failed' ELSE 'processed' END, due_at = NULL,"
+            " processed_at = CASE WHEN seq % 100 = 0 THEN NULL ELSE ? END, attempts = 1,"
+            " last_error = CASE WHEN seq % 300 = 0 THEN ? WHEN seq % 100 = 0 THEN ? END",
+            (now, _TIMEOUT, _HTTP_503),
+        )
+        conn.commit()
+        count = conn.execute("SELECT max(seq) FROM events").fetchone()[0]
+        marks = [
+            datetime.fromtimestamp(
+                conn.execute(
+                    "SELECT received_at FROM events WHERE seq >= ? ORDER BY seq LIMIT 1", (count * share // 100,)
+                ).fetchone()[0]
+                / 1e6,
+                UTC,
+            )
+            for share in (1, 50, 99)
+        ]
+    return marks[0], marks[1], marks[2]
+
+
+async def _settle_postgres(url: str) -> tuple[datetime, datetime, datetime]:
+    import asyncpg
+
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(
+            "UPDATE eventctl_events SET status = CASE WHEN seq % 100 = 0 THEN 'failed' ELSE 'processed' END,"
+            " due_at = NULL, processed_at = CASE WHEN seq % 100 = 0 THEN NULL ELSE now() END, attempts = 1,"
+            " last_error = CASE WHEN seq % 300 = 0 THEN $1 WHEN seq % 100 = 0 THEN $2 END",
+            _TIMEOUT,
+            _HTTP_503,
+        )
+        await conn.execute("VACUUM ANALYZE eventctl_events")
+        count = await conn.fetchval("SELECT max(seq) FROM eventctl_events")
+        marks = [
+            await conn.fetchval(
+                "SELECT received_at FROM eventctl_events WHERE seq >= $1 ORDER BY seq LIMIT 1", count * share // 100
+            )
+            for share in (1, 50, 99)
+        ]
+    finally:
+        await conn.close()
+    return marks[0], marks[1], marks[2]
+
+
+async def filter_timings(url: str, marks: tuple[datetime, datetime, datetime]) -> dict[str, tuple[float, int]]:
+    """Per filter: the median time of a first page of 50 (and of a second page where there is one), and how
+    many events the filter selects."""
+    from eventctl.domain import EventFilter, Status
+    from eventctl.store import open_store
+
+    early, middle, late = marks
+    failed = frozenset({Status.FAILED})
+    filters = {
+        "none": EventFilter(),
+        "status=failed": EventFilter(statuses=failed),
+        "status=failed&status=retrying": EventFilter(statuses=frozenset({Status.FAILED, Status.RETRYING})),
+        "status=processed": EventFilter(statuses=frozenset({Status.PROCESSED})),
+        "since=<the last 1%>": EventFilter(received_since=late),
+        "since=<the last 50%>": EventFilter(received_since=middle),
+        "until=<the first 50%>": EventFilter(received_until=middle),
+        "until=<the first 1%>": EventFilter(received_until=early),
+        "error=timed out (case aside)": EventFilter(error="NO ANSWER"),
+        "status=failed&since=...&error=timeout": EventFilter(statuses=failed, received_since=middle, error="10s"),
+        "ordering_key=cust-7": EventFilter(ordering_key="cust-7"),
+        "id_prefix=pay- (50%)": EventFilter(id_prefix="pay-"),
+        "id_prefix=pay-00012 (10 events)": EventFilter(id_prefix="pay-00012"),
+    }
+    store = open_store(url)
+    await store.open()
+    timings = {}
+    try:
+        for name, event_filter in filters.items():
+            runs = []
+            for _ in range(5):
+                started = time.perf_counter()
+                page = await store.list_events(event_filter, 50, None)
+                if page.next_before is not None:
+                    await store.list_events(event_filter, 50, page.next_before)
+                runs.append(time.perf_counter() - started)
+            timings[name] = (statistics.median(runs), await store.count_matching(event_filter))
+    finally:
+        await store.close()
+    return timings
+
+
+def bench_filters(sizes: Sizes, scratch: Path) -> None:
+    count = sizes.history_events
+    print(f"\n## filters: two pages of 50 newest first, over {count:,} stored events, median of 5 (in process)")
+    results: dict[str, dict[str, tuple[float, int]]] = {}
+    path = scratch / "filters.db"
+    asyncio.run(fill(f"sqlite:///{path}", count, _filter_event))
+    results["SQLite"] = asyncio.run(filter_timings(f"sqlite:///{path}", _settle_sqlite(path)))
+    with postgres_schema() as url:
+        if url is not None:
+            asyncio.run(fill(url, count, _filter_event))
+            results["PostgreSQL"] = asyncio.run(filter_timings(url, asyncio.run(_settle_postgres(url))))
+    names = list(results)
+    print(f"{'filter':40} {'matching':>9}" + "".join(f" {name + ' ms':>15}" for name in names))
+    for filter_name, (_, matching) in results["SQLite"].items():
+        print(f"{filter_name:40} {matching:9,}" + "".join(f" {results[n][filter_name][0] * 1000:15.2f}" for n in names))
 
 
 # -- cli --------------------------------------------------------------------------------------------------
@@ -459,6 +659,7 @@ SECTIONS = {
     "ingest": bench_ingest,
     "drain": bench_drain,
     "store": bench_store,
+    "claims": bench_claims,
     "latency": bench_latency,
     "scale": bench_scale,
     "cli": bench_cli,

@@ -48,7 +48,7 @@ class BacklogMonitor:
     async def refresh(self) -> None:
         stats = await self._store.queue_stats()
         self.depths = stats.depths
-        self._metrics.observe_queue(stats.depths, stats.oldest_waiting_age)
+        self._metrics.observe_queue(stats)
         full = 0 < self._max_backlog <= self.backlog
         if full != self.full:
             log.warning(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import re
 from dataclasses import dataclass
@@ -24,8 +25,24 @@ QUEUE_STATUSES = (Status.ACCEPTED, Status.PROCESSING, Status.RETRYING, Status.FA
 
 
 @dataclass(frozen=True, slots=True)
+class NewEvent:
+    """An event to store, validated at the edge."""
+
+    event_id: str
+    payload: bytes  # JSON text, as it will be stored and served
+    deliver_at: datetime | None = None  # UTC; None: due at once. A time in the past means now.
+    ordering_key: str | None = None  # events of one key run one at a time, in the order they were accepted
+    traceparent: str | None = None  # W3C trace context of the accepting request, handed to every claim
+
+
+@dataclass(frozen=True, slots=True)
 class Event:
-    """One stored event as a reader sees it. ``payload`` is the JSON text exactly as stored."""
+    """One stored event as a reader sees it. ``payload`` is the JSON text exactly as stored.
+
+    ``blocked_by`` is set only for an event that waits behind its ordering key: it is the id of the key's
+    earliest unfinished event (the head it waits for). Such an event is ``accepted`` with no
+    ``next_attempt_at``: it has none until it becomes the head.
+    """
 
     event_id: str
     status: Status
@@ -36,6 +53,8 @@ class Event:
     processed_at: datetime | None
     next_attempt_at: datetime | None
     last_error: str | None
+    ordering_key: str | None = None
+    blocked_by: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +66,83 @@ class Claim:
     attempt: int
     token: int
     traceparent: str | None = None  # W3C trace context of the request that accepted it, when traced
+    ordering_key: str | None = None  # its outcome may move the key's head to the next event
+    claimed_at: datetime | None = None  # by the store's clock: when this attempt started; None if unknown
+
+
+class AttemptOutcome(enum.StrEnum):
+    """How one attempt ended."""
+
+    PROCESSED = "processed"  # the handler succeeded
+    RETRYING = "retrying"  # the handler failed; another attempt follows
+    FAILED = "failed"  # the handler failed for good: attempts exhausted or a permanent error
+    RELEASED = "released"  # given back unfinished at shutdown; the attempt is not counted
+    LOST = "lost"  # its lease ran out before an outcome was recorded (the worker died or stalled)
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One recorded attempt. ``started_at`` is when it was claimed and ``finished_at`` when its outcome was
+    recorded, both by the store's clock; ``duration_ms`` is the handler's own time."""
+
+    attempt: int
+    started_at: datetime
+    finished_at: datetime | None  # None for a lost attempt, whose end nobody saw
+    outcome: AttemptOutcome
+    error: str | None
+    duration_ms: float | None  # None when the handler did not finish (released, lost)
+    response_status: int | None  # the webhook's answer, else None
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptReport:
+    """What the worker saw of an attempt, recorded with its outcome."""
+
+    duration_ms: float
+    response_status: int | None = None  # the webhook's answer, when the handler reported one
+
+
+@dataclass(frozen=True, slots=True)
+class EventFilter:
+    """The filters of a listing or a bulk action, combined with AND. Empty means "every event"."""
+
+    statuses: frozenset[Status] = frozenset()  # empty: any status
+    received_since: datetime | None = None  # received_at >= since
+    received_until: datetime | None = None  # received_at < until
+    error: str | None = None  # case-insensitive substring of last_error
+    ordering_key: str | None = None
+    id_prefix: str | None = None
+
+    def within(self, statuses: frozenset[Status]) -> EventFilter | None:
+        """This filter narrowed to ``statuses``; ``None`` when no status is left (nothing can match)."""
+        narrowed = statuses & self.statuses if self.statuses else statuses
+        return dataclasses.replace(self, statuses=narrowed) if narrowed else None
+
+
+class BulkAction(enum.StrEnum):
+    REPLAY = "replay"
+    DELETE = "delete"
+
+    @property
+    def statuses(self) -> frozenset[Status]:
+        """The statuses this action may change, whatever a filter says."""
+        return _BULK_STATUSES[self]
+
+
+_BULK_STATUSES = {
+    BulkAction.REPLAY: frozenset({Status.FAILED}),
+    BulkAction.DELETE: frozenset({Status.PROCESSED, Status.FAILED}),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class BulkResult:
+    """``matched``: events the filter selects that the action may change; ``changed``: those it changed."""
+
+    action: BulkAction
+    matched: int
+    changed: int
+    dry_run: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,11 +155,14 @@ class EventPage:
 
 @dataclass(frozen=True, slots=True)
 class QueueStats:
-    """The queues at one moment: events per queue status, and how long the oldest due event has waited
-    unclaimed (0 when none is due)."""
+    """The queues at one moment: events per queue status, how long the oldest due event has waited
+    unclaimed (0 when none is due), how many accepted events have a ``deliver_at`` still ahead
+    (``scheduled``), and how many ordering keys are held by a failed head (``blocked_keys``)."""
 
     depths: dict[Status, int]
     oldest_waiting_age: float
+    scheduled: int
+    blocked_keys: int
 
 
 _UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]+")  # RFC 3986 unreserved characters: never percent-encoded

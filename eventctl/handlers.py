@@ -48,6 +48,21 @@ class Handler(Protocol):
         """Process one delivery; raise to fail this attempt."""
 
 
+# The HTTP status a handler got for the attempt running in this task, for the attempt history. Each event's
+# attempt runs in a task of its own, which has its own copy of the context: one attempt never sees another's.
+_response_status: contextvars.ContextVar[int | None] = contextvars.ContextVar("eventctl_response_status")
+
+
+def report_response_status(status: int) -> None:
+    """Record the HTTP status the current attempt's receiver answered (the webhook handler calls this)."""
+    _response_status.set(status)
+
+
+def reported_response_status() -> int | None:
+    """The status ``report_response_status`` recorded in this task's attempt, else ``None``."""
+    return _response_status.get(None)
+
+
 class SleepHandler:
     """Waits ``delay_ms``, then succeeds: the seed service's simulated work."""
 
@@ -116,6 +131,7 @@ class WebhookHandler:
             raise WebhookError(f"no answer from {self._url} within {self._timeout:g}s (WEBHOOK_TIMEOUT_S)") from exc
         except httpx.HTTPError as exc:
             raise WebhookError(f"{describe_error(exc)} ({self._url})") from exc
+        report_response_status(response.status_code)
         if not response.is_success:
             raise WebhookError(f"HTTP {response.status_code} from {self._url}")
 

@@ -3,8 +3,9 @@
 Two kinds, which matters with several instances on PostgreSQL:
 - counters and histograms (``*_total``, ``*_seconds``) count what *this process* did: sum them across
   instances;
-- queue gauges (``eventctl_queue_events``, ``eventctl_queue_oldest_waiting_age_seconds``) describe the
-  *shared store*, so every instance reports the same numbers: take ``max`` across instances, never ``sum``.
+- queue gauges (``eventctl_queue_events``, ``eventctl_queue_oldest_waiting_age_seconds``,
+  ``eventctl_scheduled_events``, ``eventctl_blocked_keys``) describe the *shared store*, so every instance
+  reports the same numbers: take ``max`` across instances, never ``sum``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Generic, TypeVar
 from prometheus_client import CollectorRegistry, Gauge, ProcessCollector, generate_latest
 from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricFamily, Metric
 
-from eventctl.domain import QUEUE_STATUSES, Status
+from eventctl.domain import QUEUE_STATUSES, QueueStats
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -171,13 +172,25 @@ class Metrics:
             "How long the oldest due, unclaimed event has waited (shared by all instances).",
             registry=r,
         )
+        self.scheduled = Gauge(
+            "eventctl_scheduled_events",
+            "Accepted events whose deliver_at is still ahead (shared by all instances).",
+            registry=r,
+        )
+        self.blocked_keys = Gauge(
+            "eventctl_blocked_keys",
+            "Ordering keys held by a failed event until it is replayed or deleted (shared by all instances).",
+            registry=r,
+        )
         for status in QUEUE_STATUSES:
             self.queue.labels(status=status.value)
 
-    def observe_queue(self, depths: dict[Status, int], oldest_waiting_age: float) -> None:
-        for status, count in depths.items():
+    def observe_queue(self, stats: QueueStats) -> None:
+        for status, count in stats.depths.items():
             self.queue.labels(status=status.value).set(count)
-        self.oldest_waiting_age.set(oldest_waiting_age)
+        self.oldest_waiting_age.set(stats.oldest_waiting_age)
+        self.scheduled.set(stats.scheduled)
+        self.blocked_keys.set(stats.blocked_keys)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -1,7 +1,8 @@
 """Retention: processed events are deleted ``RETENTION`` after processing; failed events stay.
 
 Deletes go in small batches through the same writer as ingest, so a large backlog of expired events never
-holds the store for long. Deleting an event frees its id: the idempotency window is the retention.
+holds the store for long. An event's attempt history goes with it. Deleting an event frees its id: the
+idempotency window is the retention.
 """
 
 from __future__ import annotations

@@ -85,7 +85,7 @@ class Service:
         settings = self.settings
         self.load_handler()
         assert self._handler is not None
-        store = open_store(settings.database_url)
+        store = open_store(settings.database_url, attempt_history=settings.attempt_history == "on")
         await store.open()
         self._store = store
         self._worker = Worker(

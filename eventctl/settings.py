@@ -52,6 +52,7 @@ class Settings:
     rate_limit: RateLimit | None = None
     forwarded_allow_ips: tuple[str, ...] | None = None  # proxies whose X-Forwarded-For is believed; None: none
     retention: float = 7 * 86_400.0  # seconds; 0 keeps processed events forever
+    attempt_history: str = "on"  # "off": no attempt is recorded
     log_level: str = "info"
     log_format: LogFormat | None = None  # None: console in dev, json in staging and prod
 
@@ -262,6 +263,7 @@ SETTINGS: tuple[SettingSpec, ...] = (
         "MAX_BACKLOG", _integer(0, 1 << 40), "Events waiting or running past which new events get 503; 0: none."
     ),
     SettingSpec("RETENTION", parse_duration, "How long processed events are kept (e.g. 7d, 12h); 0 keeps them.", "7d"),
+    SettingSpec("ATTEMPT_HISTORY", _choice("on", "off"), "Record every attempt of every event (off: none)."),
     SettingSpec("API_KEYS", parse_api_keys, "key:scope+scope entries, comma-separated.", "unset", secret=True),
     SettingSpec(
         "API_KEYS_FILE", _api_keys_file, "A file of API_KEYS entries, one a line (for mounted secrets).", "unset"

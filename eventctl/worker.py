@@ -2,8 +2,8 @@
 
 It runs at most ``concurrency`` handlers at once, claims in batches sized to its free slots, sleeps until
 the store says work arrived (or the next retry is due), and keeps the leases of its claims alive until
-their outcomes are recorded. Every outcome is written through the claim's fence, so a worker that lost its
-claim changes nothing.
+their outcomes are recorded. Every outcome is written through the claim's fence, with the attempt's record
+(how long the handler took, and the webhook's answer), so a worker that lost its claim changes nothing.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from asyncio import FIRST_COMPLETED
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 
-from eventctl.domain import Claim
+from eventctl.domain import AttemptReport, Claim
 from eventctl.errors import PermanentError, StoreUnavailable
-from eventctl.handlers import Delivery, Handler
+from eventctl.handlers import Delivery, Handler, reported_response_status
 from eventctl.metrics import Metrics
 from eventctl.store import Store
 from eventctl.supervision import Supervised, Supervisor, describe_error
@@ -202,8 +202,10 @@ class Worker:
         try:
             started = time.perf_counter()
             error = await self._attempt(claim)
-            outcome, change = self._outcome(claim, error)
-            self._metrics.processing_duration.labels(outcome).observe(time.perf_counter() - started)
+            seconds = time.perf_counter() - started
+            report = AttemptReport(seconds * 1000, reported_response_status())
+            outcome, change = self._outcome(claim, error, report)
+            self._metrics.processing_duration.labels(outcome).observe(seconds)
             if await self._record(change, claim):
                 self._outcome_counters[outcome].inc()
         except Exception:
@@ -235,22 +237,22 @@ class Worker:
             self._free_slot()
         return None
 
-    def _outcome(self, claim: Claim, error: BaseException | None) -> tuple[str, Awaitable[bool]]:
-        """What the attempt's outcome is, and the fenced change that records it."""
+    def _outcome(self, claim: Claim, error: BaseException | None, report: AttemptReport) -> tuple[str, Awaitable[bool]]:
+        """What the attempt's outcome is, and the fenced change that records it with the attempt."""
         extra = _log_context(claim)
         if error is None:
             log.debug("event processed", extra=extra)
-            return "processed", self._store.complete(claim)
+            return "processed", self._store.complete(claim, report)
         reason = describe_error(error)
         if isinstance(error, PermanentError):
             log.warning("permanent error, event failed: %s", reason, extra=extra)
-            return "failed", self._store.fail(claim, reason)
+            return "failed", self._store.fail(claim, reason, report)
         if claim.attempt >= self._max_attempts:
             log.warning("attempt failed, no attempts left, event failed: %s", reason, extra=extra)
-            return "failed", self._store.fail(claim, reason)
+            return "failed", self._store.fail(claim, reason, report)
         delay = self._backoff.delay(claim.attempt)
         log.info("attempt failed, retrying in %.3fs: %s", delay, reason, extra=extra)
-        return "retried", self._store.retry(claim, reason, delay)
+        return "retried", self._store.retry(claim, reason, delay, report)
 
     async def _record(self, change: Awaitable[bool], claim: Claim) -> bool:
         """Await a fenced state change; a lost claim or an unavailable store leaves the event to its lease."""

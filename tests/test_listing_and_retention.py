@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from eventctl.domain import Status
+from eventctl.domain import NewEvent, Status
 from eventctl.store import Store
 from tests.conftest import SCRIPTED
 from tests.inprocess import event_status, running_app, wait_for_status, wait_until
@@ -100,7 +100,7 @@ async def test_ingest_keeps_answering_while_a_large_prune_runs(tmp_path: Path) -
         handler=SCRIPTED, retention=2.0, worker_concurrency=64, database_url=database_url
     ) as running:
         client = running.client
-        await asyncio.gather(*(running.store.add(f"bulk{i}", b"{}") for i in range(3000)))
+        await asyncio.gather(*(running.store.add(NewEvent(f"bulk{i}", b"{}")) for i in range(3000)))
         await wait_until(
             lambda: all_processed(running.store, [f"bulk{i}" for i in range(3000)]), message="the bulk to be processed"
         )

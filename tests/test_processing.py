@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 import pytest
 
-from eventctl.domain import Status
+from eventctl.domain import NewEvent, Status
 from eventctl.handlers import Delivery
 from eventctl.worker import Backoff
 from tests.conftest import SCRIPTED, ServerFactory, ServerProcess
@@ -128,7 +128,7 @@ async def test_the_worker_waits_the_backoff_between_attempts_and_the_waits_grow(
     async with running_worker(handler, concurrency=64, max_attempts=5, backoff=Backoff(base, cap)) as running:
         event_ids = [f"b{i}" for i in range(40)]
         for event_id in event_ids:
-            await running.store.add(event_id, orjson.dumps({"fail_times": 4}))
+            await running.store.add(NewEvent(event_id, orjson.dumps({"fail_times": 4})))
         await wait_until(lambda: all_final(running, event_ids), message="every event to be processed")
         for event_id in event_ids:
             event = await running.store.get(event_id)
@@ -191,7 +191,7 @@ async def test_a_running_handler_keeps_its_lease_alive() -> None:
     """A handler that runs for four leases is not claimed a second time: its lease is renewed."""
     handler = RecordingHandler()
     async with running_worker(handler, lease_seconds=0.3) as running:
-        await running.store.add("long", orjson.dumps({"sleep_s": 1.2}))
+        await running.store.add(NewEvent("long", orjson.dumps({"sleep_s": 1.2})))
         await wait_until(lambda: all_final(running, ["long"]), message="the event to be processed")
         event = await running.store.get("long")
     assert event is not None
@@ -212,7 +212,7 @@ async def test_no_more_handlers_run_at_once_than_worker_concurrency() -> None:
     async with running_worker(handler, concurrency=3) as running:
         event_ids = [f"c{i}" for i in range(9)]
         for event_id in event_ids:
-            await running.store.add(event_id, orjson.dumps({"sleep_s": 0.2}))
+            await running.store.add(NewEvent(event_id, orjson.dumps({"sleep_s": 0.2})))
         await wait_until(lambda: all_final(running, event_ids), message="every event to be processed")
     assert len(handler.attempts) == 9
     assert handler.most_at_once == 3
@@ -242,7 +242,7 @@ async def test_a_store_that_cannot_write_for_a_while_delays_processing_and_loses
         blocker.close()
 
     async with running_worker(handler, store_url=f"sqlite:///{database}", lease_seconds=1) as running:
-        await running.store.add("stalled", b"{}")
+        await running.store.add(NewEvent("stalled", b"{}"))
         await wait_until(lambda: handler_started(running), message="the first attempt to start")
         holder = threading.Thread(target=hold_the_write_lock)
         holder.start()

@@ -3,39 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from eventctl.domain import Status
+from eventctl.domain import NewEvent, Status
 from eventctl.errors import ConfigError
 from eventctl.store import Store, open_store
+from tests.store_fixtures import LEASE, store, store_url
+
+__all__ = ["store", "store_url"]  # fixtures
 
 pytestmark = pytest.mark.anyio
 
-LEASE = 30.0
-
-
-@pytest.fixture(params=["sqlite", "memory", "postgres"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "postgres":
-        url: str = request.getfixturevalue("pg_url")
-        return url
-    return f"sqlite:///{tmp_path / 'store.db'}" if request.param == "sqlite" else "memory://"
-
-
-@pytest.fixture
-async def store(store_url: str) -> AsyncIterator[Store]:
-    store = open_store(store_url)
-    await store.open()
-    yield store
-    await store.close()
-
 
 async def test_add_stores_an_accepted_event_with_its_payload(store: Store) -> None:
-    assert await store.add("e1", b'{"a":1}') is None
+    assert await store.add(NewEvent("e1", b'{"a":1}')) is None
     event = await store.get("e1")
     assert event is not None
     assert event.status is Status.ACCEPTED
@@ -46,15 +30,15 @@ async def test_add_stores_an_accepted_event_with_its_payload(store: Store) -> No
 
 
 async def test_add_of_a_taken_id_stores_nothing_and_returns_the_holder(store: Store) -> None:
-    await store.add("e1", b"1")
-    existing = await store.add("e1", b"2")
+    await store.add(NewEvent("e1", b"1"))
+    existing = await store.add(NewEvent("e1", b"2"))
     assert existing is not None
     assert existing.payload == b"1"
     assert existing.status is Status.ACCEPTED
 
 
 async def test_concurrent_adds_of_one_id_store_it_once(store: Store) -> None:
-    results = await asyncio.gather(*(store.add("same", str(i).encode()) for i in range(100)))
+    results = await asyncio.gather(*(store.add(NewEvent("same", str(i).encode())) for i in range(100)))
     assert sum(result is None for result in results) == 1
 
 
@@ -64,7 +48,7 @@ async def test_get_of_an_unknown_id_is_none(store: Store) -> None:
 
 async def test_claim_takes_oldest_due_first_up_to_the_limit_and_counts_an_attempt(store: Store) -> None:
     for i in range(5):
-        await store.add(f"e{i}", b"{}")
+        await store.add(NewEvent(f"e{i}", b"{}"))
     claims = await store.claim(3, LEASE)
     assert sorted(claim.event_id for claim in claims) == ["e0", "e1", "e2"]
     assert all(claim.attempt == 1 for claim in claims)
@@ -78,7 +62,7 @@ async def test_claim_takes_oldest_due_first_up_to_the_limit_and_counts_an_attemp
 
 
 async def test_complete_marks_processed_while_the_claim_holds(store: Store) -> None:
-    await store.add("e1", b"{}")
+    await store.add(NewEvent("e1", b"{}"))
     [claim] = await store.claim(1, LEASE)
     assert await store.complete(claim) is True
     event = await store.get("e1")
@@ -89,7 +73,7 @@ async def test_complete_marks_processed_while_the_claim_holds(store: Store) -> N
 
 
 async def test_a_lost_claim_changes_nothing(store: Store) -> None:
-    await store.add("e1", b"{}")
+    await store.add(NewEvent("e1", b"{}"))
     [stale] = await store.claim(1, 0.05)
     await asyncio.sleep(0.1)
     [fresh] = await store.claim(1, LEASE)  # the lease ran out: due again
@@ -107,7 +91,7 @@ async def test_a_lost_claim_changes_nothing(store: Store) -> None:
 async def test_concurrent_completions_each_get_their_own_answer(store: Store) -> None:
     """Completions are written in batches; inside one, a lost claim is refused while the others land."""
     for i in range(50):
-        await store.add(f"e{i}", b"{}")
+        await store.add(NewEvent(f"e{i}", b"{}"))
     [stale] = await store.claim(1, 0.05)
     await asyncio.sleep(0.1)
     claims = await store.claim(50, LEASE)  # e0 again (lease ran out), and the other 49
@@ -121,7 +105,7 @@ async def test_concurrent_completions_each_get_their_own_answer(store: Store) ->
 
 
 async def test_renew_keeps_a_claim_from_expiring(store: Store) -> None:
-    await store.add("e1", b"{}")
+    await store.add(NewEvent("e1", b"{}"))
     [claim] = await store.claim(1, 0.2)
     for _ in range(4):
         await asyncio.sleep(0.1)
@@ -131,7 +115,7 @@ async def test_renew_keeps_a_claim_from_expiring(store: Store) -> None:
 
 
 async def test_retry_makes_the_event_due_after_the_delay_with_the_error_kept(store: Store) -> None:
-    await store.add("e1", b"{}")
+    await store.add(NewEvent("e1", b"{}"))
     [claim] = await store.claim(1, LEASE)
     assert await store.retry(claim, "Boom: once", 0.2) is True
     event = await store.get("e1")
@@ -149,7 +133,7 @@ async def test_retry_makes_the_event_due_after_the_delay_with_the_error_kept(sto
 
 
 async def test_fail_dead_letters_the_event(store: Store) -> None:
-    await store.add("e1", b"{}")
+    await store.add(NewEvent("e1", b"{}"))
     [claim] = await store.claim(1, LEASE)
     assert await store.fail(claim, "PermanentError: no") is True
     event = await store.get("e1")
@@ -161,7 +145,7 @@ async def test_fail_dead_letters_the_event(store: Store) -> None:
 
 
 async def test_release_gives_claims_back_as_accepted_without_counting_the_attempt(store: Store) -> None:
-    await store.add("e1", b"{}")
+    await store.add(NewEvent("e1", b"{}"))
     [claim] = await store.claim(1, LEASE)
     await store.release([claim])
     event = await store.get("e1")
@@ -174,11 +158,11 @@ async def test_release_gives_claims_back_as_accepted_without_counting_the_attemp
 
 async def test_prune_deletes_processed_events_before_the_cutoff_a_batch_at_a_time(store: Store) -> None:
     for event_id in ("p0", "p1", "p2", "p3", "p4", "dead"):
-        await store.add(event_id, b"{}")
+        await store.add(NewEvent(event_id, b"{}"))
     claims = await store.claim(6, LEASE)
     for claim in claims:
         assert await (store.fail(claim, "no") if claim.event_id == "dead" else store.complete(claim))
-    await store.add("waiting", b"{}")
+    await store.add(NewEvent("waiting", b"{}"))
     assert await store.prune_processed(datetime.now(UTC) - timedelta(hours=1), 10) == 0  # none is that old
     cutoff = datetime.now(UTC) + timedelta(seconds=1)
     assert [await store.prune_processed(cutoff, 3) for _ in range(3)] == [3, 2, 0]
@@ -189,7 +173,7 @@ async def test_prune_deletes_processed_events_before_the_cutoff_a_batch_at_a_tim
     assert dead.status is Status.FAILED
     assert waiting is not None
     assert waiting.status is Status.ACCEPTED
-    assert await store.add("p0", b"{}") is None  # a pruned event's id is free again
+    assert await store.add(NewEvent("p0", b"{}")) is None  # a pruned event's id is free again
 
 
 async def test_wait_for_work_returns_when_an_event_is_added(store: Store) -> None:
@@ -198,14 +182,31 @@ async def test_wait_for_work_returns_when_an_event_is_added(store: Store) -> Non
     waiter = asyncio.create_task(store.wait_for_work(None))
     await asyncio.sleep(0.05)
     assert not waiter.done()
-    await store.add("e1", b"{}")
+    await store.add(NewEvent("e1", b"{}"))
     await asyncio.wait_for(waiter, 5)
 
 
 async def test_next_due_in_is_zero_for_waiting_events_and_none_when_empty(store: Store) -> None:
     assert await store.next_due_in() is None
-    await store.add("e1", b"{}")
+    await store.add(NewEvent("e1", b"{}"))
     assert await store.next_due_in() == 0
+
+
+async def test_pruning_deletes_processed_events_older_than_the_cutoff_at_most_a_batch_at_a_time(
+    store: Store,
+) -> None:
+    for i in range(5):
+        await store.add(NewEvent(f"e{i}", b"{}"))
+    await store.add(NewEvent("waiting", b"{}"))
+    for claim in await store.claim(5, LEASE):
+        assert await store.complete(claim)
+    cutoff = datetime.now(UTC) + timedelta(seconds=5)
+    assert await store.prune_processed(datetime.now(UTC) - timedelta(seconds=60), 10) == 0
+    assert await store.prune_processed(cutoff, 2) == 2
+    assert await store.prune_processed(cutoff, 2) == 2
+    assert await store.prune_processed(cutoff, 2) == 1
+    assert await store.prune_processed(cutoff, 2) == 0
+    assert await store.get("waiting") is not None
 
 
 async def test_ping_answers_when_open(store: Store) -> None:
@@ -216,8 +217,8 @@ async def test_reopening_a_file_keeps_events_and_releases_orphaned_claims(tmp_pa
     url = f"sqlite:///{tmp_path / 'events.db'}"
     first = open_store(url)
     await first.open()
-    await first.add("done", b"{}")
-    await first.add("held", b"{}")
+    await first.add(NewEvent("done", b"{}"))
+    await first.add(NewEvent("held", b"{}"))
     [claim_done] = await first.claim(1, LEASE)
     await first.complete(claim_done)
     await first.claim(1, LEASE)  # "held" is claimed, then the process "dies" holding it
@@ -233,7 +234,7 @@ async def test_reopening_a_file_keeps_events_and_releases_orphaned_claims(tmp_pa
         done = await second.get("done")
         assert done is not None
         assert done.status is Status.PROCESSED
-        assert await second.add("done", b"{}") is not None
+        assert await second.add(NewEvent("done", b"{}")) is not None
         [claim] = await second.claim(5, LEASE)
         assert claim.event_id == "held"
     finally:

@@ -15,7 +15,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from eventctl.domain import Claim
+from eventctl.domain import Claim, NewEvent
 from eventctl.errors import StoreUnavailable
 from eventctl.store import Store, open_store
 from eventctl.store.postgres import is_unavailable
@@ -90,7 +90,7 @@ async def test_a_closed_store_is_unavailable_not_broken(store_url: str) -> None:
     await store.close()
     calls: list[Callable[[], Awaitable[object]]] = [
         lambda: store.get("e1"),
-        lambda: store.add("e1", b"{}"),
+        lambda: store.add(NewEvent("e1", b"{}")),
         store.ping,
         lambda: store.claim(1, 30),
     ]
@@ -100,7 +100,7 @@ async def test_a_closed_store_is_unavailable_not_broken(store_url: str) -> None:
 
 
 async def test_a_bug_in_a_batched_sqlite_completion_reaches_its_caller_as_the_bug(sqlite_store: Store) -> None:
-    await sqlite_store.add("e1", b"{}")
+    await sqlite_store.add(NewEvent("e1", b"{}"))
     [claim] = await sqlite_store.claim(1, 30)
     unbindable = Claim(event_id=claim.event_id, payload=b"{}", attempt=1, token={"a": 1})  # type: ignore[arg-type]
     with pytest.raises(sqlite3.ProgrammingError):
@@ -212,7 +212,7 @@ async def test_a_bug_in_a_batched_postgres_completion_reaches_its_caller_as_the_
     store = open_store(pg_url)
     await store.open()
     try:
-        await store.add("e1", b"{}")
+        await store.add(NewEvent("e1", b"{}"))
         [claim] = await store.claim(1, 30)
         wrong = Claim(event_id=claim.event_id, payload=b"{}", attempt=1, token={"not": "a number"})  # type: ignore[arg-type]
         with pytest.raises(asyncpg.exceptions.DataError):

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from eventctl.domain import Status
+from eventctl.domain import NewEvent, Status
 from eventctl.handlers import CallableHandler, Delivery, Handler
 from eventctl.metrics import Metrics
 from eventctl.store import Store, open_store
@@ -74,7 +74,7 @@ async def test_stop_returns_and_releases_the_claim_when_a_handler_ignores_its_ca
             await release_handler.wait()  # ignores the cancellation until the test lets it go
 
     worker = start_worker(store, stubborn)
-    await store.add("e1", b"{}")
+    await store.add(NewEvent("e1", b"{}"))
     await wait_for_status(store, "e1", Status.PROCESSING)
     try:
         assert await timed(worker.stop(grace_seconds=0.2)) < 0.2 + STOP_SLACK_SECONDS
@@ -91,7 +91,7 @@ async def test_stop_now_cuts_the_grace_short(store: Store) -> None:
         await asyncio.sleep(60)
 
     worker = start_worker(store, slow)
-    await store.add("e1", b"{}")
+    await store.add(NewEvent("e1", b"{}"))
     await wait_for_status(store, "e1", Status.PROCESSING)
     stopping = asyncio.ensure_future(timed(worker.stop(grace_seconds=600)))
     await asyncio.sleep(0.1)
@@ -114,7 +114,7 @@ async def test_a_sync_handler_running_past_the_grace_is_abandoned_and_its_late_r
         finished.set()
 
     worker = start_worker(store, CallableHandler(blocking))
-    await store.add("e1", b"{}")
+    await store.add(NewEvent("e1", b"{}"))
     await wait_for_status(store, "e1", Status.PROCESSING)
     assert await timed(worker.stop(grace_seconds=0.2)) < 0.2 + STOP_SLACK_SECONDS
     assert not finished.is_set()  # still running in its thread

@@ -9,14 +9,21 @@ from __future__ import annotations
 import json
 import logging
 import re
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 from starlette.types import Message, Receive, Scope, Send
 
 from eventctl.api.problems import RETRY_AFTER_SECONDS, problem_body, send_response
-from eventctl.api.schemas import FORBIDDEN_IN_EVENT_ID, MAX_EVENT_ID_LENGTH, MAX_PAYLOAD_DEPTH, PROBLEM_MEDIA_TYPE
-from eventctl.domain import event_path
+from eventctl.api.schemas import (
+    FORBIDDEN_IN_EVENT_ID,
+    MAX_EVENT_ID_LENGTH,
+    MAX_PAYLOAD_DEPTH,
+    PROBLEM_MEDIA_TYPE,
+    is_possible_event_id,
+)
+from eventctl.domain import NewEvent, event_path
 from eventctl.errors import StoreUnavailable
 from eventctl.logs import EVENT_ID
 from eventctl.service import Service
@@ -26,6 +33,7 @@ log = logging.getLogger(__name__)
 _JSON = b"application/json"
 _LONG_DIGITS = re.compile(rb"\d{19}")
 _EMPTY_PAYLOAD = b"{}"
+MAX_DELAY = timedelta(days=365)
 
 Answer = tuple[int, bytes, bytes, list[tuple[bytes, bytes]]]  # status, media type, body, extra headers
 
@@ -63,9 +71,13 @@ class IngestEndpoint:
             return _invalid("the body is not a valid event", errors)
         assert event_id is not None
         EVENT_ID.set(event_id)
+        deliver_at, ordering_key, errors = _when_and_key(document)
+        if errors:
+            return _invalid("the body is not a valid event", errors)
         payload = _dump(document["payload"]) if "payload" in document else _EMPTY_PAYLOAD
+        event = NewEvent(event_id, payload, deliver_at, ordering_key, self._traceparent())
         try:
-            existing = await self._service.store.add(event_id, payload, self._traceparent())
+            existing = await self._service.store.add(event)
         except StoreUnavailable:
             return _unavailable("the store is unavailable; the event was not stored, retry later")
         if existing is not None:
@@ -152,6 +164,40 @@ def _validate(document: Any, body: bytes) -> tuple[str | None, list[dict[str, st
         detail = "event_id must not contain control characters, line separators or lone surrogates"
         return None, [{"detail": detail, "pointer": "#/event_id"}]
     return event_id, []
+
+
+def _when_and_key(document: dict[str, Any]) -> tuple[datetime | None, str | None, list[dict[str, str]]]:
+    """``deliver_at`` or ``delay_ms`` (not both; at most ``MAX_DELAY`` ahead; a past time means now, given as
+    ``None``) and ``ordering_key`` (the rules of ``event_id``), or the list of what is wrong with them."""
+    deliver_at: datetime | None = None
+    now = datetime.now(UTC)
+    if "deliver_at" in document and "delay_ms" in document:
+        return None, None, [{"detail": "give deliver_at or delay_ms, not both", "pointer": "#/delay_ms"}]
+    if "deliver_at" in document:
+        text = document["deliver_at"]
+        try:
+            deliver_at = datetime.fromisoformat(text) if isinstance(text, str) else None
+        except ValueError:
+            deliver_at = None
+        if deliver_at is None or deliver_at.tzinfo is None:
+            detail = "deliver_at must be an RFC 3339 time with an offset, e.g. 2026-12-01T09:30:00Z"
+            return None, None, [{"detail": detail, "pointer": "#/deliver_at"}]
+    if "delay_ms" in document:
+        delay = document["delay_ms"]
+        if not isinstance(delay, int) or isinstance(delay, bool) or delay < 0:
+            return None, None, [{"detail": "delay_ms must be a whole number >= 0", "pointer": "#/delay_ms"}]
+        deliver_at = now + timedelta(milliseconds=min(delay, MAX_DELAY // timedelta(milliseconds=1) + 1))
+    if deliver_at is not None and deliver_at - now > MAX_DELAY:
+        field = "deliver_at" if "deliver_at" in document else "delay_ms"
+        return None, None, [{"detail": f"{field} must be at most 365 days ahead", "pointer": f"#/{field}"}]
+    ordering_key = document.get("ordering_key")
+    if ordering_key is not None and not (isinstance(ordering_key, str) and is_possible_event_id(ordering_key)):
+        detail = (
+            f"ordering_key must be a string of 1 to {MAX_EVENT_ID_LENGTH} characters without control characters,"
+            " line separators or lone surrogates"
+        )
+        return None, None, [{"detail": detail, "pointer": "#/ordering_key"}]
+    return (deliver_at if deliver_at is not None and deliver_at > now else None), ordering_key, []
 
 
 def _depth(value: Any) -> int:

@@ -21,7 +21,7 @@ from eventctl.api.schemas import (
     Readiness,
     is_possible_event_id,
 )
-from eventctl.domain import Event, Status, event_path
+from eventctl.domain import Event, EventFilter, Status, event_path
 from eventctl.durations import format_go_duration
 from eventctl.logs import EVENT_ID
 from eventctl.metrics import CONTENT_TYPE
@@ -80,7 +80,8 @@ async def list_events(
     ] = None,
 ) -> Response:
     before = None if cursor is None else int(cursor)
-    page = await _service(request).store.list_events(status, limit, before)
+    filter = EventFilter(statuses=frozenset() if status is None else frozenset({status}))
+    page = await _service(request).store.list_events(filter, limit, before)
     next_cursor = None if page.next_before is None else str(page.next_before)
     return _json({"items": [event_document(event) for event in page.items], "next_cursor": next_cursor})
 

@@ -33,8 +33,8 @@ def _sqlite_path(url: str) -> tuple[str, str] | None:
     raise ValueError("expected sqlite:///path/to/events.db, postgresql://... or memory://")
 
 
-def open_store(url: str) -> Store:
-    """The store ``url`` names, not yet opened.
+def open_store(url: str, *, attempt_history: bool = True) -> Store:
+    """The store ``url`` names, not yet opened; with ``attempt_history=False`` it records no attempts.
 
     ``sqlite:///events.db`` commits with ``synchronous=FULL``; ``?synchronous=normal`` opts out of an
     fsync per commit (a power cut may then lose the last commits). ``memory://`` keeps nothing.
@@ -46,12 +46,12 @@ def open_store(url: str) -> Store:
     if url.startswith(("postgresql://", "postgres://")):
         from eventctl.store.postgres import PostgresStore  # imported only when used: asyncpg is not small
 
-        return PostgresStore(url)
+        return PostgresStore(url, attempt_history=attempt_history)
     try:
         sqlite = _sqlite_path(url)
     except ValueError as exc:
         raise ConfigError(f"invalid DATABASE_URL={url!r}: {exc}") from None
     if sqlite is None:
-        return SqliteStore(None)
+        return SqliteStore(None, attempt_history=attempt_history)
     path, synchronous = sqlite
-    return SqliteStore(path, synchronous=synchronous)
+    return SqliteStore(path, synchronous=synchronous, attempt_history=attempt_history)

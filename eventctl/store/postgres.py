@@ -5,6 +5,9 @@
 - A committed event wakes this instance's worker at once and the others through ``LISTEN``/``NOTIFY``; the
   notification is sent outside the insert's transaction and at most once per ``NOTIFY_INTERVAL``, so ingest
   does not serialise on PostgreSQL's notification queue.
+- The insert of a keyed event and the moving of a key's head (a completion, a delete) are serialised per
+  key by a transaction-level advisory lock on the key's hash, taken in hash order when there are several, so
+  that concurrent instances never make two heads or strand a key. Plain events take no such lock.
 - An outage (unreachable, too many connections, read-only after a failover, shutting down: ``is_unavailable``)
   is ``StoreUnavailable``: the API answers 503 and the worker waits; the pool and the listener reconnect by
   themselves when the database is back. Any other error is a bug and propagates as itself.
@@ -17,9 +20,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import socket
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator, Collection, Sequence
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -27,10 +29,10 @@ from urllib.parse import urlsplit
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
-from eventctl.domain import QUEUE_STATUSES, Claim, Event, EventPage, QueueStats, Status
+from eventctl.domain import QUEUE_STATUSES, Attempt, Claim, Event, EventFilter, NewEvent, QueueStats, Status
 from eventctl.errors import ConfigError, EventctlError, StoreUnavailable
-from eventctl.store.base import Store
-from eventctl.store.batching import BatchedWrite
+from eventctl.store import postgres_statements as sql
+from eventctl.store.base import Outcome, Store, is_plain
 from eventctl.store.postgres_schema import migrate
 
 log = logging.getLogger(__name__)
@@ -42,7 +44,6 @@ CONNECT_TIMEOUT = 5.0
 COMMAND_TIMEOUT = 30.0
 LISTENER_RETRY_SECONDS = 1.0
 
-_EVENT_COLUMNS = "event_id, status, payload, attempts, received_at, updated_at, processed_at, due_at, last_error"
 # What means "the database cannot be reached, cannot take this now, or is going away", under
 # ``store/base.py``'s rule: these errors, and the server errors of ``_UNAVAILABLE_SQLSTATES``, are
 # ``StoreUnavailable`` (503, retried); every other error is a bug and propagates as itself.
@@ -73,21 +74,6 @@ def is_unavailable(exc: BaseException) -> bool:
         sqlstate: str = getattr(exc, "sqlstate", None) or ""
         return sqlstate.startswith(_UNAVAILABLE_SQLSTATES)
     return isinstance(exc, _UNAVAILABLE) and not isinstance(exc, ValueError)
-
-
-def _row_to_event(row: asyncpg.Record) -> Event:
-    status = Status(row["status"])
-    return Event(
-        event_id=row["event_id"],
-        status=status,
-        payload=row["payload"].encode(),
-        attempts=row["attempts"],
-        received_at=row["received_at"],
-        updated_at=row["updated_at"],
-        processed_at=row["processed_at"],
-        next_attempt_at=row["due_at"] if status in (Status.ACCEPTED, Status.RETRYING) else None,
-        last_error=row["last_error"],
-    )
 
 
 # SQLSTATE classes of a server that answers but cannot take us now: too many connections, starting up or
@@ -131,14 +117,20 @@ def _start_error(dsn: str, exc: Exception) -> EventctlError | None:
 class PostgresStore(Store):
     """Events in one PostgreSQL database, shared by every instance that uses it."""
 
-    def __init__(self, dsn: str) -> None:
-        super().__init__()
+    def __init__(self, dsn: str, *, attempt_history: bool = True) -> None:
+        super().__init__(attempt_history=attempt_history)
         self._dsn = dsn
         self._pool: asyncpg.Pool | None = None
         self._listener_task: asyncio.Task[None] | None = None
         self._notify_task: asyncio.Task[None] | None = None
         self._notify_wanted = asyncio.Event()
-        self._complete = BatchedWrite(self._write_completions, name="eventctl-pg-completions")
+        self._claim_statement = sql.claim_statement(attempt_history)
+        self._outcomes_statement = sql.outcomes_statement(attempt_history)
+        self._release_statement = sql.release_statement(attempt_history)
+        self._dialect = sql.PostgresDialect(code_point_order=False)  # told the database's collation at open
+        self._replay_one_statement = sql.replay_statement(
+            attempt_history, f"SELECT seq FROM eventctl_events WHERE event_id = $1 AND status = '{Status.FAILED}'"
+        )
 
     # -- lifecycle -----------------------------------------------------------------------------------
 
@@ -150,6 +142,8 @@ class PostgresStore(Store):
             conn = await asyncpg.connect(self._dsn, timeout=CONNECT_TIMEOUT)
             try:
                 await migrate(conn)
+                collation = await conn.fetchval("SELECT datcollate FROM pg_database WHERE datname = current_database()")
+                self._dialect.code_point_order = collation in sql.CODE_POINT_COLLATIONS
             finally:
                 await conn.close()
             self._pool = await asyncpg.create_pool(
@@ -165,8 +159,7 @@ class PostgresStore(Store):
         self._listener_task = asyncio.create_task(self._listen(), name="eventctl-pg-listener")
         self._notify_task = asyncio.create_task(self._send_notifications(), name="eventctl-pg-notifier")
 
-    async def close(self) -> None:
-        await self._complete.flush()  # acks already handed over are written, not dropped
+    async def _close(self) -> None:
         for task in (self._listener_task, self._notify_task):
             if task is not None:
                 task.cancel()
@@ -190,7 +183,7 @@ class PostgresStore(Store):
 
     # -- wake-ups across instances ---------------------------------------------------------------------
 
-    def _wake_everyone(self) -> None:
+    def _announce_work(self) -> None:
         self.notify_work()
         self._notify_wanted.set()
 
@@ -234,7 +227,7 @@ class PostgresStore(Store):
                 with contextlib.suppress(*_UNAVAILABLE):
                     await conn.close(timeout=1)
 
-    # -- the interface ---------------------------------------------------------------------------------
+    # -- reads ---------------------------------------------------------------------------------------
 
     async def ping(self) -> None:
         """Also unavailable while the database is read-only (a failover in progress, a standby): it answers,
@@ -244,71 +237,29 @@ class PostgresStore(Store):
         if read_only == "on":
             raise StoreUnavailable("PostgreSQL: the database is read-only; writes cannot succeed")
 
-    async def add(self, event_id: str, payload: bytes, traceparent: str | None = None) -> Event | None:
-        async with self._connection() as conn:
-            inserted = await conn.fetchval(
-                "INSERT INTO eventctl_events"
-                " (event_id, payload, status, attempts, received_at, updated_at, due_at, traceparent)"
-                f" VALUES ($1, $2, '{Status.ACCEPTED}', 0, now(), now(), now(), $3)"
-                " ON CONFLICT (event_id) DO NOTHING RETURNING true",
-                event_id,
-                payload.decode(),
-                traceparent,
-            )
-            if inserted:
-                self._wake_everyone()
-                return None
-            row = await conn.fetchrow(f"SELECT {_EVENT_COLUMNS} FROM eventctl_events WHERE event_id = $1", event_id)
-        if row is None:  # deleted by retention between our insert and this read: the id is free again
-            return await self.add(event_id, payload, traceparent)
-        return _row_to_event(row)
-
     async def get(self, event_id: str) -> Event | None:
         async with self._connection() as conn:
-            row = await conn.fetchrow(f"SELECT {_EVENT_COLUMNS} FROM eventctl_events WHERE event_id = $1", event_id)
-        return None if row is None else _row_to_event(row)
+            row = await conn.fetchrow(sql.SELECT_EVENT, event_id)
+        return None if row is None else sql.SQL.row_to_event(row)
 
-    async def list_events(self, status: Status | None, limit: int, before: int | None) -> EventPage:
-        conditions: list[str] = []
+    async def _select(self, filter: EventFilter, limit: int, before: int | None) -> list[tuple[int, Event]]:
         params: list[Any] = []
-        if status is not None:
-            params.append(str(status))
-            conditions.append(f"status = ${len(params)}")
-        if before is not None:
-            params.append(before)
-            conditions.append(f"seq < ${len(params)}")
-        where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
-        params.append(limit + 1)
-        statement = f"SELECT seq, {_EVENT_COLUMNS} FROM eventctl_events {where} ORDER BY seq DESC LIMIT ${len(params)}"
+        statement = self._dialect.page_statement(filter, before, limit, params)
         async with self._connection() as conn:
             rows = await conn.fetch(statement, *params)
-        items = [_row_to_event(row) for row in rows[:limit]]
-        return EventPage(items, rows[limit - 1]["seq"] if len(rows) > limit else None)
+        return [(row[0], sql.SQL.row_to_event(row, 1)) for row in rows]
 
-    async def replay(self, event_id: str) -> Status | None:
+    async def count_matching(self, filter: EventFilter) -> int:
+        params: list[Any] = []
+        statement = f"SELECT count(*) FROM eventctl_events e {self._dialect.where(filter, params)}"
         async with self._connection() as conn:
-            replayed = await conn.fetchval(
-                f"UPDATE eventctl_events SET status = '{Status.ACCEPTED}', attempts = 0, due_at = now(),"
-                f" updated_at = now(), processed_at = NULL WHERE event_id = $1 AND status = '{Status.FAILED}'"
-                " RETURNING true",
-                event_id,
-            )
-            if replayed:
-                self._wake_everyone()
-                return Status.FAILED
-            status = await conn.fetchval("SELECT status FROM eventctl_events WHERE event_id = $1", event_id)
-        return None if status is None else Status(status)
+            count: int = await conn.fetchval(statement, *params)
+        return count
 
-    async def prune_processed(self, processed_before: datetime, limit: int) -> int:
+    async def attempts(self, event_id: str) -> list[Attempt] | None:
         async with self._connection() as conn:
-            result: str = await conn.execute(
-                "DELETE FROM eventctl_events WHERE seq IN (SELECT seq FROM eventctl_events"
-                f" WHERE status = '{Status.PROCESSED}' AND processed_at < $1 ORDER BY processed_at LIMIT $2"
-                " FOR UPDATE SKIP LOCKED)",
-                processed_before,
-                limit,
-            )
-        return int(result.split()[-1])  # "DELETE <count>"
+            rows = await conn.fetch(sql.SELECT_ATTEMPTS, event_id)
+        return sql.SQL.rows_to_attempts(rows)
 
     async def queue_stats(self) -> QueueStats:
         async with self._connection() as conn:
@@ -316,35 +267,136 @@ class PostgresStore(Store):
                 "SELECT status, count(*) AS n FROM eventctl_events WHERE status = ANY($1::text[]) GROUP BY status",
                 [str(status) for status in QUEUE_STATUSES],
             )
-            age = await conn.fetchval(
-                "SELECT EXTRACT(EPOCH FROM now() - due_at) FROM eventctl_events WHERE due_at <= now()"
-                f" AND status IN ('{Status.ACCEPTED}', '{Status.RETRYING}') ORDER BY due_at LIMIT 1"
+            row = await conn.fetchrow(
+                "SELECT (SELECT EXTRACT(EPOCH FROM now() - due_at) FROM eventctl_events WHERE due_at <= now()"
+                f" AND status IN ('{Status.ACCEPTED}', '{Status.RETRYING}') ORDER BY due_at LIMIT 1) AS age,"
+                " (SELECT count(*) FROM eventctl_events"
+                f" WHERE deliver_at > now() AND status = '{Status.ACCEPTED}') AS scheduled,"
+                " (SELECT count(*) FROM eventctl_events"
+                f" WHERE ordering_key IS NOT NULL AND status = '{Status.FAILED}') AS blocked"
             )
+        assert row is not None
         counted = {row["status"]: row["n"] for row in rows}
         depths = {status: counted.get(str(status), 0) for status in QUEUE_STATUSES}
-        return QueueStats(depths, 0.0 if age is None else float(age))
+        age = 0.0 if row["age"] is None else float(row["age"])
+        return QueueStats(depths, age, scheduled=row["scheduled"], blocked_keys=row["blocked"])
 
-    async def claim(self, limit: int, lease_seconds: float) -> list[Claim]:
-        token = random.getrandbits(62)
+    async def next_due_in(self) -> float | None:
         async with self._connection() as conn:
-            rows = await conn.fetch(
-                "WITH due AS (SELECT seq FROM eventctl_events WHERE due_at <= now()"
-                " ORDER BY due_at LIMIT $1 FOR UPDATE SKIP LOCKED)"
-                f" UPDATE eventctl_events e SET status = '{Status.PROCESSING}', attempts = e.attempts + 1,"
-                " claim_token = $2, due_at = now() + make_interval(secs => $3), updated_at = now()"
-                " FROM due WHERE e.seq = due.seq"
-                " RETURNING e.event_id, e.payload, e.attempts, e.traceparent",
-                limit,
-                token,
-                lease_seconds,
+            seconds = await conn.fetchval(
+                "SELECT EXTRACT(EPOCH FROM min(due_at) - now()) FROM eventctl_events WHERE due_at IS NOT NULL"
             )
-        return [
-            Claim(row["event_id"], row["payload"].encode(), row["attempts"], token, row["traceparent"]) for row in rows
-        ]
+        return None if seconds is None else max(0.0, float(seconds))
 
-    async def renew(self, tokens: Collection[int], lease_seconds: float) -> None:
-        if not tokens:
-            return
+    # -- writes --------------------------------------------------------------------------------------
+
+    async def _insert(self, events: Sequence[NewEvent]) -> list[Event | None]:
+        if len(events) == 1 and is_plain(events[0]):
+            return [await self._insert_plain(events[0])]
+        results: dict[str, Event | None] = {}
+        keys = sorted({event.ordering_key for event in events if event.ordering_key is not None})
+        async with self._connection() as conn, conn.transaction():
+            await sql.lock_keys(conn, keys)
+            waiting = list(events)
+            while waiting:  # an id's holder may be deleted (retention, delete) between the insert and its read
+                stored = await conn.fetch(
+                    sql.INSERT_MANY,
+                    [event.event_id for event in waiting],
+                    [event.payload.decode() for event in waiting],
+                    [event.traceparent for event in waiting],
+                    [event.ordering_key for event in waiting],
+                    [event.deliver_at for event in waiting],
+                )
+                results.update(dict.fromkeys((row[0] for row in stored), None))
+                taken = [event.event_id for event in waiting if event.event_id not in results]
+                holders = await conn.fetch(f"{sql.SELECT_EVENTS} WHERE e.event_id = ANY($1::text[])", taken)
+                results.update((row[0], sql.SQL.row_to_event(row)) for row in holders)
+                waiting = [event for event in waiting if event.event_id not in results]
+            await sql.promote(conn, keys)
+        return [results[event.event_id] for event in events]
+
+    async def _insert_plain(self, event: NewEvent) -> Event | None:
+        """The hot path: one statement, and no lock."""
+        async with self._connection() as conn:
+            inserted = await conn.fetchval(sql.INSERT_PLAIN, event.event_id, event.payload.decode(), event.traceparent)
+            if inserted:
+                return None
+            row = await conn.fetchrow(sql.SELECT_EVENT, event.event_id)
+        if row is None:  # deleted by retention between our insert and this read: the id is free again
+            return await self._insert_plain(event)
+        return sql.SQL.row_to_event(row)
+
+    async def _replay(self, event_id: str) -> Status | None:
+        async with self._connection() as conn:
+            replayed: str = await conn.execute(self._replay_one_statement, event_id)
+            if replayed != "UPDATE 0":
+                return Status.FAILED
+            status = await conn.fetchval("SELECT status FROM eventctl_events WHERE event_id = $1", event_id)
+        return None if status is None else Status(status)
+
+    async def _delete(self, event_id: str) -> Status | None:
+        async with self._connection() as conn, conn.transaction():
+            # The key first, its lock next, then the delete: the order every writer of a key follows.
+            key = await conn.fetchval("SELECT ordering_key FROM eventctl_events WHERE event_id = $1", event_id)
+            await sql.lock_keys(conn, [] if key is None else [key])
+            deleted = await conn.fetchval(
+                f"DELETE FROM eventctl_events WHERE event_id = $1 AND status <> '{Status.PROCESSING}' RETURNING status",
+                event_id,
+            )
+            if deleted is None:
+                status = await conn.fetchval("SELECT status FROM eventctl_events WHERE event_id = $1", event_id)
+                return None if status is None else Status(status)
+            await sql.promote(conn, [] if key is None else [key])
+        return Status(deleted)
+
+    async def _replay_matching(self, filter: EventFilter, limit: int) -> int:
+        params: list[Any] = []
+        where = self._dialect.where(filter, params)
+        params.append(limit)
+        batch = (
+            f"SELECT e.seq FROM eventctl_events e {where} ORDER BY e.seq LIMIT ${len(params)} FOR UPDATE SKIP LOCKED"
+        )
+        async with self._connection() as conn:
+            result: str = await conn.execute(sql.replay_statement(self._history, batch), *params)
+        return int(result.split()[-1])  # "UPDATE <count>"
+
+    async def _delete_matching(self, filter: EventFilter, limit: int) -> int:
+        params: list[Any] = []
+        where = self._dialect.where(filter, params)
+        params.append(limit)
+        async with self._connection() as conn, conn.transaction():
+            selected = await conn.fetch(
+                f"SELECT e.seq, e.ordering_key FROM eventctl_events e {where} ORDER BY e.seq LIMIT ${len(params)}",
+                *params,
+            )
+            keys = sorted({row[1] for row in selected if row[1] is not None})
+            await sql.lock_keys(conn, keys)
+            result: str = await conn.execute(
+                "DELETE FROM eventctl_events WHERE seq = ANY($1::bigint[]) AND status = ANY($2::text[])",
+                [row[0] for row in selected],
+                [str(status) for status in filter.statuses],  # still deletable, now that the keys are held
+            )
+            await sql.promote(conn, keys)
+        return int(result.split()[-1])  # "DELETE <count>"
+
+    async def prune_processed(self, processed_before: datetime, limit: int) -> int:
+        """Attempts go with their events (ON DELETE CASCADE); a processed event is never a key's head."""
+        async with self._connection() as conn:
+            result: str = await conn.execute(
+                "WITH batch AS MATERIALIZED (SELECT seq FROM eventctl_events"
+                f" WHERE status = '{Status.PROCESSED}' AND processed_at < $1 ORDER BY processed_at LIMIT $2"
+                " FOR UPDATE SKIP LOCKED) DELETE FROM eventctl_events e USING batch WHERE e.seq = batch.seq",
+                processed_before,
+                limit,
+            )
+        return int(result.split()[-1])  # "DELETE <count>"
+
+    async def _claim(self, limit: int, lease_seconds: float, token: int) -> list[Claim]:
+        async with self._connection() as conn:
+            rows = await conn.fetch(self._claim_statement, limit, token, lease_seconds)
+        return [Claim(row[0], row[1].encode(), row[2], token, row[3], row[4], row[5]) for row in rows]
+
+    async def _renew(self, tokens: Collection[int], lease_seconds: float) -> None:
         async with self._connection() as conn:
             await conn.execute(
                 "UPDATE eventctl_events SET due_at = now() + make_interval(secs => $1)"
@@ -353,70 +405,37 @@ class PostgresStore(Store):
                 list(tokens),
             )
 
-    async def complete(self, claim: Claim) -> bool:
-        """Completions are the most frequent write: those that arrive while one is being written wait for
-        the next, and go together in one fenced UPDATE (group commit, as the SQLite writer does)."""
-        return await self._complete(claim)
-
-    async def _write_completions(self, claims: list[Claim]) -> list[bool]:
-        async with self._connection() as conn:
-            rows = await conn.fetch(
-                f"UPDATE eventctl_events e SET status = '{Status.PROCESSED}', processed_at = now(),"
-                " due_at = NULL, last_error = NULL, claim_token = NULL, updated_at = now()"
-                " FROM unnest($1::text[], $2::bigint[]) AS done (event_id, token)"
-                f" WHERE e.event_id = done.event_id AND e.status = '{Status.PROCESSING}'"
-                " AND e.claim_token = done.token RETURNING e.event_id, done.token",
-                [claim.event_id for claim in claims],
-                [claim.token for claim in claims],
-            )
-        # By id and token: a stale claim and the fresh one on the same event may share a batch.
-        completed = {(row["event_id"], row["token"]) for row in rows}
-        return [(claim.event_id, claim.token) in completed for claim in claims]
-
-    async def retry(self, claim: Claim, error: str, delay_seconds: float) -> bool:
-        changed = await self._settle(
-            claim,
-            f"status = '{Status.RETRYING}', due_at = now() + make_interval(secs => $3), last_error = $4",
-            delay_seconds,
-            error,
+    async def _write_outcomes(self, outcomes: list[Outcome]) -> list[bool]:
+        """One statement for the batch; completions of keyed events also move their keys' heads, under the
+        keys' locks, in the same transaction."""
+        keys = sorted({o.claim.ordering_key for o in outcomes if o.status is Status.PROCESSED and o.claim.ordering_key})
+        arrays = (
+            [o.claim.event_id for o in outcomes],
+            [o.claim.token for o in outcomes],
+            [o.status.value for o in outcomes],
+            [o.error for o in outcomes],
+            [o.delay_seconds for o in outcomes],
+            [None if o.report is None else o.report.duration_ms for o in outcomes],
+            [None if o.report is None else o.report.response_status for o in outcomes],
         )
-        if changed:
-            self.notify_work()  # this instance's worker may plan a shorter sleep
-        return changed
+        async with self._connection() as conn:
+            if keys:
+                async with conn.transaction():
+                    await sql.lock_keys(conn, keys)
+                    rows = await conn.fetch(self._outcomes_statement, *arrays)
+                    await sql.promote(conn, keys)
+            else:
+                rows = await conn.fetch(self._outcomes_statement, *arrays)
+        # By id and token: a stale claim and the fresh one on the same event may share a batch.
+        written = {(row[0], row[1]) for row in rows}
+        return [(o.claim.event_id, o.claim.token) in written for o in outcomes]
 
-    async def fail(self, claim: Claim, error: str) -> bool:
-        return await self._settle(claim, f"status = '{Status.FAILED}', due_at = NULL, last_error = $3", error)
-
-    async def release(self, claims: Collection[Claim]) -> None:
-        if not claims:
-            return
+    async def _release(self, claims: Collection[Claim]) -> None:
         async with self._connection() as conn:
             await conn.execute(
-                f"UPDATE eventctl_events SET status = '{Status.ACCEPTED}', due_at = now(),"
-                " attempts = attempts - 1, claim_token = NULL, updated_at = now()"
-                f" WHERE status = '{Status.PROCESSING}'"
-                " AND (event_id, claim_token) IN (SELECT * FROM unnest($1::text[], $2::bigint[]))",
+                self._release_statement,
                 [claim.event_id for claim in claims],
                 [claim.token for claim in claims],
+                [claim.attempt for claim in claims],
+                [claim.claimed_at for claim in claims],
             )
-        self._wake_everyone()
-
-    async def _settle(self, claim: Claim, assignments: str, *params: Any) -> bool:
-        """Apply ``assignments`` if ``claim`` still holds the event: the fence. ``$1`` and ``$2`` are the
-        event id and token; extra parameters start at ``$3``."""
-        async with self._connection() as conn:
-            changed = await conn.fetchval(
-                f"UPDATE eventctl_events SET {assignments}, claim_token = NULL, updated_at = now()"
-                f" WHERE event_id = $1 AND status = '{Status.PROCESSING}' AND claim_token = $2 RETURNING true",
-                claim.event_id,
-                claim.token,
-                *params,
-            )
-        return bool(changed)
-
-    async def next_due_in(self) -> float | None:
-        async with self._connection() as conn:
-            seconds = await conn.fetchval(
-                "SELECT EXTRACT(EPOCH FROM min(due_at) - now()) FROM eventctl_events WHERE due_at IS NOT NULL"
-            )
-        return None if seconds is None else max(0.0, float(seconds))

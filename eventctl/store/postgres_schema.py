@@ -36,6 +36,45 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE eventctl_events ADD COLUMN traceparent TEXT;  -- W3C trace context of the accepting request
     """,
+    # Ordering keys, scheduled events and the attempt history. Every new index is partial, with a condition
+    # that is false for a plain event (no key, no deliver_at, no error): an update of a plain event adds no
+    # entry to them.
+    """
+    ALTER TABLE eventctl_events
+        ADD COLUMN ordering_key TEXT,
+        ADD COLUMN deliver_at TIMESTAMPTZ,  -- the time it was asked to run at, if still ahead at accept
+        -- The latest attempt's record stays on the event's own row while the event is processed, retrying
+        -- or failed (its outcome is the status, its error last_error, its end updated_at): the common case,
+        -- one attempt, costs no write of its own. It moves to eventctl_attempts when the event moves on
+        -- (claimed again, replayed).
+        ADD COLUMN attempt_started_at TIMESTAMPTZ,
+        ADD COLUMN attempt_duration_ms DOUBLE PRECISION,
+        ADD COLUMN attempt_response_status INTEGER;
+    -- A key's events, newest first: the ordering_key filter.
+    CREATE INDEX eventctl_events_key ON eventctl_events (ordering_key, seq) WHERE ordering_key IS NOT NULL;
+    -- A key's unfinished events in acceptance order: the first is the key's head, the only one ever due.
+    CREATE INDEX eventctl_events_key_unfinished ON eventctl_events (ordering_key, seq)
+        WHERE ordering_key IS NOT NULL AND status <> 'processed';
+    -- Only a key's head can fail, so each failed keyed event is one blocked key.
+    CREATE INDEX eventctl_events_blocked_keys ON eventctl_events (ordering_key)
+        WHERE ordering_key IS NOT NULL AND status = 'failed';
+    CREATE INDEX eventctl_events_scheduled ON eventctl_events (deliver_at)
+        WHERE deliver_at IS NOT NULL AND status = 'accepted';
+    CREATE INDEX eventctl_events_errors ON eventctl_events (seq) WHERE last_error IS NOT NULL;
+    -- Every other attempt: the earlier ones, and those that ended without an outcome (released, lost).
+    CREATE TABLE eventctl_attempts (
+        event_seq BIGINT NOT NULL REFERENCES eventctl_events (seq) ON DELETE CASCADE,
+        id BIGINT GENERATED ALWAYS AS IDENTITY,  -- the order they were recorded in
+        attempt INTEGER NOT NULL,
+        started_at TIMESTAMPTZ NOT NULL,  -- when it was claimed
+        finished_at TIMESTAMPTZ,          -- when its outcome was recorded; NULL when lost
+        outcome TEXT NOT NULL,
+        error TEXT,
+        duration_ms DOUBLE PRECISION,
+        response_status INTEGER,
+        PRIMARY KEY (event_seq, id)
+    );
+    """,
 )
 
 

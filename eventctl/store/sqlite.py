@@ -4,30 +4,28 @@ Writes go through one writer thread that commits in batches (see ``sqlite_writer
 connections in a small thread pool, which WAL lets run beside the writer. A file store is owned by one
 process (it holds a lock on the database file itself), which is why claims found at start belong to a dead
 process and are released.
-Times are stored as integer microseconds since the Unix epoch.
+Because every write runs on that one thread, one at a time, moving a key's head needs no lock: nothing can
+come between reading the key's state and changing it. The SQL is in ``sqlite_statements``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 import fcntl
 import logging
 import os
-import random
 import sqlite3
 import threading
-import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import IO, Any, TypeVar
 
-from eventctl.domain import QUEUE_STATUSES, Claim, Event, EventPage, QueueStats, Status
+from eventctl.domain import QUEUE_STATUSES, Attempt, Claim, Event, EventFilter, NewEvent, QueueStats, Status
 from eventctl.errors import ConfigError, StoreUnavailable
-from eventctl.store.base import Store
-from eventctl.store.batching import BatchedWrite
+from eventctl.store import sqlite_statements as sql
+from eventctl.store.base import LOST_ERROR, RELEASED_ERROR, Outcome, Store, is_plain
 from eventctl.store.sqlite_schema import migrate
 from eventctl.store.sqlite_writer import SqliteWriter, store_error
 
@@ -35,44 +33,14 @@ T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
-_EVENT_COLUMNS = "event_id, status, payload, attempts, received_at, updated_at, processed_at, due_at, last_error"
-_WAITING = f"('{Status.ACCEPTED}', '{Status.RETRYING}')"
-
-
-def _now_us() -> int:
-    return time.time_ns() // 1000
-
-
-def _to_datetime(us: int | None) -> datetime | None:
-    return None if us is None else datetime.fromtimestamp(us / 1_000_000, UTC)
-
-
-def _row_to_event(row: tuple[Any, ...]) -> Event:
-    event_id, status, payload, attempts, received_at, updated_at, processed_at, due_at, last_error = row
-    status = Status(status)
-    received = _to_datetime(received_at)
-    updated = _to_datetime(updated_at)
-    assert received is not None
-    assert updated is not None
-    return Event(
-        event_id=event_id,
-        status=status,
-        payload=payload,
-        attempts=attempts,
-        received_at=received,
-        updated_at=updated,
-        processed_at=_to_datetime(processed_at),
-        # While processing, due_at is the lease expiry, which is no attempt time a reader should see.
-        next_attempt_at=_to_datetime(due_at) if status in (Status.ACCEPTED, Status.RETRYING) else None,
-        last_error=last_error,
-    )
+_SQL = sql.SQL
 
 
 class SqliteStore(Store):
     """Events in one SQLite database file (or in memory when ``path`` is ``None``)."""
 
-    def __init__(self, path: str | None, *, synchronous: str = "FULL") -> None:
-        super().__init__()
+    def __init__(self, path: str | None, *, synchronous: str = "FULL", attempt_history: bool = True) -> None:
+        super().__init__(attempt_history=attempt_history)
         self._path = path
         self._synchronous = synchronous
         self._writer = SqliteWriter(self._connect_writer)
@@ -81,7 +49,8 @@ class SqliteStore(Store):
         self._reader_local = threading.local()
         self._lock_file: IO[bytes] | None = None
         self._closed = False  # reads after close are refused as unavailable, as the writer refuses writes
-        self._complete = BatchedWrite(self._write_completions, name="eventctl-sqlite-completions")
+        self._complete_sql, self._retry_sql, self._fail_sql = sql.outcome_statements(attempt_history)
+        self._last_received = 0  # the writer's: received_at of the newest event, which no new one goes below
 
     # -- lifecycle -----------------------------------------------------------------------------------
 
@@ -93,16 +62,15 @@ class SqliteStore(Store):
             self._readers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="eventctl-sqlite-reader")
         try:
             await self._writer.start()
-            await self._writer.run(_release_orphaned_claims)
+            await self._writer.run(self._release_orphaned_claims)
         except (sqlite3.Error, StoreUnavailable) as exc:
             await self.close()
             raise ConfigError(f"invalid DATABASE_URL: cannot open SQLite database {self._path!r}: {exc}") from None
         if self._path is not None:
             log.info("SQLite database %s", real_path)
 
-    async def close(self) -> None:
+    async def _close(self) -> None:
         self._closed = True
-        await self._complete.flush()  # acks already handed over are written, not dropped
         await self._writer.stop()
         if self._readers is not None:
             self._readers.shutdown(wait=True)
@@ -118,6 +86,12 @@ class SqliteStore(Store):
         conn.execute(f"PRAGMA synchronous={self._synchronous}")
         conn.execute("PRAGMA busy_timeout=5000")
         migrate(conn)
+        newest = conn.execute("SELECT received_at FROM events ORDER BY seq DESC LIMIT 1").fetchone()
+        self._last_received = 0 if newest is None else newest[0]
+        # Made afresh at every start (it is no data): its definition follows the code, and ATTEMPT_HISTORY.
+        conn.execute(sql.NO_HISTORY_TRIGGER)
+        if self._history:
+            conn.execute(sql.HISTORY_TRIGGER)
         return conn
 
     def _reader_connection(self) -> sqlite3.Connection:
@@ -150,186 +124,83 @@ class SqliteStore(Store):
 
         return await asyncio.get_running_loop().run_in_executor(self._readers, run)
 
-    # -- the interface ---------------------------------------------------------------------------------
+    def _release_orphaned_claims(self, conn: sqlite3.Connection) -> None:
+        """Claims found at start were held by a process that died: their attempts were lost, and the events
+        are due again now. The attempt may have run, so it stays counted."""
+        with sql.atomically(conn):
+            if self._history:
+                conn.execute(
+                    f"INSERT INTO attempts (event_seq, attempt, started_at, outcome, error) SELECT seq, attempts,"
+                    f" updated_at, 'lost', ? FROM events WHERE status = '{Status.PROCESSING}'",
+                    (LOST_ERROR,),
+                )
+            conn.execute(
+                f"UPDATE events SET status = '{Status.ACCEPTED}', claim_token = NULL, due_at = ?"
+                f" WHERE status = '{Status.PROCESSING}'",
+                (sql.now_us(),),
+            )
+
+    # -- reads ---------------------------------------------------------------------------------------
 
     async def ping(self) -> None:
         await self._read(lambda conn: conn.execute("SELECT 1").fetchone())
 
-    async def add(self, event_id: str, payload: bytes, traceparent: str | None = None) -> Event | None:
-        def insert(conn: sqlite3.Connection) -> Event | None:
-            now = _now_us()
-            inserted = conn.execute(_INSERT, (event_id, payload, now, now, now, traceparent)).rowcount
-            if inserted:
-                return None
-            row = conn.execute(f"SELECT {_EVENT_COLUMNS} FROM events WHERE event_id = ?", (event_id,)).fetchone()
-            return _row_to_event(row)
-
-        existing = await self._writer.run(insert)
-        if existing is None:
-            self.notify_work()
-        return existing
-
     async def get(self, event_id: str) -> Event | None:
         def select(conn: sqlite3.Connection) -> Event | None:
-            row = conn.execute(f"SELECT {_EVENT_COLUMNS} FROM events WHERE event_id = ?", (event_id,)).fetchone()
-            return None if row is None else _row_to_event(row)
+            row = conn.execute(sql.SELECT_EVENT, (event_id,)).fetchone()
+            return None if row is None else _SQL.row_to_event(row)
 
         return await self._read(select)
 
-    async def list_events(self, status: Status | None, limit: int, before: int | None) -> EventPage:
-        conditions: list[str] = []
-        params: list[str | int] = []
-        if status is not None:
-            conditions.append("status = ?")
-            params.append(str(status))
-        if before is not None:
-            conditions.append("seq < ?")
-            params.append(before)
-        where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
-        statement = f"SELECT seq, {_EVENT_COLUMNS} FROM events {where} ORDER BY seq DESC LIMIT ?"
-
-        def select(conn: sqlite3.Connection) -> EventPage:
-            rows = conn.execute(statement, (*params, limit + 1)).fetchall()
-            items = [_row_to_event(row[1:]) for row in rows[:limit]]
-            return EventPage(items, rows[limit - 1][0] if len(rows) > limit else None)
+    async def _select(self, filter: EventFilter, limit: int, before: int | None) -> list[tuple[int, Event]]:
+        def select(conn: sqlite3.Connection) -> list[tuple[int, Event]]:
+            positions = sql.positions(conn, filter)
+            rows = sql.prefix_page_among_the_newest(conn, filter, limit, before, positions) if filter.id_prefix else []
+            if len(rows) < limit:
+                params: list[Any] = []
+                rows = conn.execute(_SQL.page_statement(filter, before, limit, params, positions), params).fetchall()
+            return [(row[0], _SQL.row_to_event(row, 1)) for row in rows]
 
         return await self._read(select)
 
-    async def replay(self, event_id: str) -> Status | None:
-        def replay(conn: sqlite3.Connection) -> Status | None:
-            now = _now_us()
-            replayed = conn.execute(
-                f"UPDATE events SET status = '{Status.ACCEPTED}', attempts = 0, due_at = ?, updated_at = ?,"
-                f" processed_at = NULL WHERE event_id = ? AND status = '{Status.FAILED}'",
-                (now, now, event_id),
-            ).rowcount
-            if replayed:
-                return Status.FAILED
-            row = conn.execute("SELECT status FROM events WHERE event_id = ?", (event_id,)).fetchone()
-            return None if row is None else Status(row[0])
+    async def count_matching(self, filter: EventFilter) -> int:
+        def count(conn: sqlite3.Connection) -> int:
+            params: list[Any] = []
+            where = _SQL.where(filter, params, None, sql.positions(conn, filter))
+            counted: int = conn.execute(f"SELECT count(*) FROM events e {where}", params).fetchone()[0]
+            return counted
 
-        before = await self._writer.run(replay)
-        if before is Status.FAILED:
-            self.notify_work()
-        return before
+        return await self._read(count)
 
-    async def prune_processed(self, processed_before: datetime, limit: int) -> int:
-        cutoff = int(processed_before.timestamp() * 1_000_000)
+    async def attempts(self, event_id: str) -> list[Attempt] | None:
+        def select(conn: sqlite3.Connection) -> list[Attempt] | None:
+            return _SQL.rows_to_attempts(conn.execute(_SELECT_ATTEMPTS, (event_id,) * 3).fetchall())
 
-        def delete(conn: sqlite3.Connection) -> int:
-            return conn.execute(
-                "DELETE FROM events WHERE seq IN (SELECT seq FROM events"
-                f" WHERE status = '{Status.PROCESSED}' AND processed_at < ? ORDER BY processed_at LIMIT ?)",
-                (cutoff, limit),
-            ).rowcount
-
-        return await self._writer.run(delete)
+        return await self._read(select)
 
     async def queue_stats(self) -> QueueStats:
         def count(conn: sqlite3.Connection) -> QueueStats:
-            now = _now_us()
-            # One index range count per status (events_status_seq), one step along events_due.
+            now = sql.now_us()
+            # One index range count per status (events_status_seq), one step along events_due, and the two
+            # partial indexes events_scheduled and events_blocked_keys.
             depths = {
                 status: conn.execute("SELECT count(*) FROM events WHERE status = ?", (str(status),)).fetchone()[0]
                 for status in QUEUE_STATUSES
             }
             oldest = conn.execute(
-                f"SELECT due_at FROM events WHERE due_at <= ? AND status IN {_WAITING} ORDER BY due_at LIMIT 1",
+                f"SELECT due_at FROM events WHERE due_at <= ? AND status IN {sql.WAITING} ORDER BY due_at LIMIT 1",
                 (now,),
             ).fetchone()
-            return QueueStats(depths, 0.0 if oldest is None else (now - oldest[0]) / 1_000_000)
+            scheduled = conn.execute(
+                f"SELECT count(*) FROM events WHERE deliver_at > ? AND status = '{Status.ACCEPTED}'", (now,)
+            ).fetchone()[0]
+            blocked = conn.execute(
+                f"SELECT count(*) FROM events WHERE ordering_key IS NOT NULL AND status = '{Status.FAILED}'"
+            ).fetchone()[0]
+            age = 0.0 if oldest is None else (now - oldest[0]) / 1_000_000
+            return QueueStats(depths, age, scheduled=scheduled, blocked_keys=blocked)
 
         return await self._read(count)
-
-    async def claim(self, limit: int, lease_seconds: float) -> list[Claim]:
-        token = random.getrandbits(62)
-
-        def claim(conn: sqlite3.Connection) -> list[Claim]:
-            now = _now_us()
-            rows = conn.execute(
-                f"UPDATE events SET status = '{Status.PROCESSING}', attempts = attempts + 1,"
-                " claim_token = ?, due_at = ?, updated_at = ?"
-                " WHERE seq IN (SELECT seq FROM events WHERE due_at <= ? ORDER BY due_at LIMIT ?)"
-                " RETURNING event_id, payload, attempts, claim_token, traceparent",
-                (token, now + int(lease_seconds * 1_000_000), now, now, limit),
-            ).fetchall()
-            return [Claim(event_id=r[0], payload=r[1], attempt=r[2], token=r[3], traceparent=r[4]) for r in rows]
-
-        return await self._writer.run(claim)
-
-    async def renew(self, tokens: Collection[int], lease_seconds: float) -> None:
-        if not tokens:
-            return
-        marks = ",".join("?" * len(tokens))
-
-        def renew(conn: sqlite3.Connection) -> None:
-            conn.execute(
-                f"UPDATE events SET due_at = ? WHERE status = '{Status.PROCESSING}' AND claim_token IN ({marks})",
-                (_now_us() + int(lease_seconds * 1_000_000), *tokens),
-            )
-
-        await self._writer.run(renew)
-
-    async def complete(self, claim: Claim) -> bool:
-        """Completions that arrive while one batch is being written go together in the next: one writer
-        operation for the batch instead of one per event."""
-        return await self._complete(claim)
-
-    async def _write_completions(self, claims: list[Claim]) -> list[bool]:
-        def update(conn: sqlite3.Connection) -> list[bool]:
-            now = _now_us()
-            fences = [{"now": now, "event_id": claim.event_id, "token": claim.token} for claim in claims]
-            conn.execute("SAVEPOINT completions")  # all or none: the writer's contract for an operation
-            try:
-                changed = [conn.execute(_COMPLETE, fence).rowcount == 1 for fence in fences]
-            except BaseException:
-                with contextlib.suppress(sqlite3.Error):  # the failure may have ended the transaction already
-                    conn.execute("ROLLBACK TO completions")
-                    conn.execute("RELEASE completions")
-                raise
-            conn.execute("RELEASE completions")
-            return changed
-
-        return await self._writer.run(update)
-
-    async def retry(self, claim: Claim, error: str, delay_seconds: float) -> bool:
-        changed = await self._settle(
-            claim,
-            f"status = '{Status.RETRYING}', due_at = :now + :delay, last_error = :error",
-            {"delay": int(delay_seconds * 1_000_000), "error": error},
-        )
-        if changed:
-            self.notify_work()  # the worker's wait may end earlier than it planned
-        return changed
-
-    async def fail(self, claim: Claim, error: str) -> bool:
-        return await self._settle(
-            claim, f"status = '{Status.FAILED}', due_at = NULL, last_error = :error", {"error": error}
-        )
-
-    async def release(self, claims: Collection[Claim]) -> None:
-        if not claims:
-            return
-
-        def release(conn: sqlite3.Connection) -> None:
-            now = _now_us()
-            conn.executemany(
-                _fenced_update(f"status = '{Status.ACCEPTED}', due_at = :now, attempts = attempts - 1"),
-                [{"now": now, "event_id": claim.event_id, "token": claim.token} for claim in claims],
-            )
-
-        await self._writer.run(release)
-        self.notify_work()
-
-    async def _settle(self, claim: Claim, assignments: str, params: dict[str, Any]) -> bool:
-        """Apply ``assignments`` to the claimed event if ``claim`` still holds it: the fence."""
-        statement = _fenced_update(assignments)
-
-        def update(conn: sqlite3.Connection) -> bool:
-            params.update(now=_now_us(), event_id=claim.event_id, token=claim.token)
-            return conn.execute(statement, params).rowcount == 1
-
-        return await self._writer.run(update)
 
     async def next_due_in(self) -> float | None:
         def earliest(conn: sqlite3.Connection) -> int | None:
@@ -337,34 +208,167 @@ class SqliteStore(Store):
             return None if row is None else row[0]
 
         due = await self._read(earliest)
-        return None if due is None else max(0.0, (due - _now_us()) / 1_000_000)
+        return None if due is None else max(0.0, (due - sql.now_us()) / 1_000_000)
+
+    # -- writes --------------------------------------------------------------------------------------
+
+    async def _insert(self, events: Sequence[NewEvent]) -> list[Event | None]:
+        if len(events) == 1 and is_plain(events[0]):
+            return [await self._insert_plain(events[0])]
+
+        def insert(conn: sqlite3.Connection) -> list[Event | None]:
+            now = self._received_now()
+            with sql.atomically(conn):
+                stored = [conn.execute(sql.INSERT, sql.insert_values(event, now)).rowcount == 1 for event in events]
+                sql.promote(conn, {event.ordering_key for event in events if event.ordering_key is not None}, now)
+            return [
+                None if inserted else _SQL.row_to_event(conn.execute(sql.SELECT_EVENT, (event.event_id,)).fetchone())
+                for event, inserted in zip(events, stored, strict=True)
+            ]
+
+        return await self._writer.run(insert)
+
+    def _received_now(self) -> int:
+        """The time to stamp new events with, on the writer's thread: now, but never earlier than the newest
+        event (should the clock step back), so that received_at follows acceptance order and a time filter
+        is a range of positions (``sqlite_statements.positions``)."""
+        self._last_received = max(sql.now_us(), self._last_received)
+        return self._last_received
+
+    async def _insert_plain(self, event: NewEvent) -> Event | None:
+        """The hot path: one statement, as before keys and schedules existed."""
+
+        def insert(conn: sqlite3.Connection) -> Event | None:
+            now = self._received_now()
+            if conn.execute(
+                sql.INSERT_PLAIN, (event.event_id, event.payload, now, now, now, event.traceparent)
+            ).rowcount:
+                return None
+            return _SQL.row_to_event(conn.execute(sql.SELECT_EVENT, (event.event_id,)).fetchone())
+
+        return await self._writer.run(insert)
+
+    async def _replay(self, event_id: str) -> Status | None:
+        def replay(conn: sqlite3.Connection) -> Status | None:
+            now = sql.now_us()
+            with sql.atomically(conn):
+                if self._history:
+                    conn.execute(f"{sql.ARCHIVE_FAILED} event_id = ?", (event_id,))
+                replayed = conn.execute(
+                    f"{sql.REPLAY} WHERE event_id = ? AND status = '{Status.FAILED}'", (now, now, event_id)
+                ).rowcount
+            return Status.FAILED if replayed else sql.status_of(conn, event_id)
+
+        return await self._writer.run(replay)
+
+    async def _delete(self, event_id: str) -> Status | None:
+        def delete(conn: sqlite3.Connection) -> Status | None:
+            with sql.atomically(conn):
+                deleted = sql.delete_events(
+                    conn, f"event_id = ? AND status <> '{Status.PROCESSING}'", (event_id,), sql.now_us()
+                )
+            return deleted[0] if deleted else sql.status_of(conn, event_id)
+
+        return await self._writer.run(delete)
+
+    async def _replay_matching(self, filter: EventFilter, limit: int) -> int:
+        def replay(conn: sqlite3.Connection) -> int:
+            now = sql.now_us()
+            with sql.atomically(conn):
+                seqs = conn.execute(*sql.batch(conn, filter, limit)).fetchall()
+                if self._history:
+                    conn.executemany(f"{sql.ARCHIVE_FAILED} seq = ?", seqs)
+                return conn.executemany(f"{sql.REPLAY} WHERE seq = ?", [(now, now, seq) for (seq,) in seqs]).rowcount
+
+        return await self._writer.run(replay)
+
+    async def _delete_matching(self, filter: EventFilter, limit: int) -> int:
+        def delete(conn: sqlite3.Connection) -> int:
+            selected, params = sql.batch(conn, filter, limit)
+            with sql.atomically(conn):
+                return len(sql.delete_events(conn, f"seq IN ({selected})", params, sql.now_us()))
+
+        return await self._writer.run(delete)
+
+    async def prune_processed(self, processed_before: datetime, limit: int) -> int:
+        cutoff = sql.to_us(processed_before)
+        selected = (
+            f"SELECT seq FROM events WHERE status = '{Status.PROCESSED}' AND processed_at < ?"
+            " ORDER BY processed_at LIMIT ?"
+        )
+
+        def delete(conn: sqlite3.Connection) -> int:
+            with sql.atomically(conn):
+                return len(sql.delete_events(conn, f"seq IN ({selected})", (cutoff, limit), sql.now_us()))
+
+        return await self._writer.run(delete)
+
+    async def _claim(self, limit: int, lease_seconds: float, token: int) -> list[Claim]:
+        def claim(conn: sqlite3.Connection) -> list[Claim]:
+            now = sql.now_us()
+            rows = conn.execute(sql.CLAIM, (token, now + int(lease_seconds * 1_000_000), now, now, limit)).fetchall()
+            claimed_at = sql.from_us(now)
+            return [Claim(r[0], r[1], r[2], token, r[3], r[4], claimed_at) for r in rows]
+
+        return await self._writer.run(claim)
+
+    async def _renew(self, tokens: Collection[int], lease_seconds: float) -> None:
+        marks = ",".join("?" * len(tokens))
+
+        def renew(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                f"UPDATE events SET due_at = ? WHERE status = '{Status.PROCESSING}' AND claim_token IN ({marks})",
+                (sql.now_us() + int(lease_seconds * 1_000_000), *tokens),
+            )
+
+        await self._writer.run(renew)
+
+    async def _write_outcomes(self, outcomes: list[Outcome]) -> list[bool]:
+        record = self._history
+
+        def write(conn: sqlite3.Connection) -> list[bool]:
+            now = sql.now_us()
+            changed: list[bool] = []
+            keys: set[str] = set()
+            with sql.atomically(conn):
+                for outcome in outcomes:
+                    claim, report = outcome.claim, outcome.report
+                    attempt = (
+                        (None, None) if report is None else (report.duration_ms, report.response_status)
+                    ) if record else ()  # fmt: skip
+                    fence = (now, claim.event_id, claim.token)
+                    if outcome.status is Status.PROCESSED:
+                        written = conn.execute(self._complete_sql, (*attempt, now, *fence)).rowcount == 1
+                        if written and claim.ordering_key is not None:
+                            keys.add(claim.ordering_key)
+                    elif outcome.status is Status.RETRYING:
+                        due = now + int(outcome.delay_seconds * 1_000_000)
+                        written = conn.execute(self._retry_sql, (*attempt, due, outcome.error, *fence)).rowcount == 1
+                    else:
+                        written = conn.execute(self._fail_sql, (*attempt, outcome.error, *fence)).rowcount == 1
+                    changed.append(written)
+                sql.promote(conn, keys, now)
+            return changed
+
+        return await self._writer.run(write)
+
+    async def _release(self, claims: Collection[Claim]) -> None:
+        def release(conn: sqlite3.Connection) -> None:
+            now = sql.now_us()
+            with sql.atomically(conn):
+                for claim in claims:
+                    row = conn.execute(sql.RELEASE, (now, now, claim.event_id, claim.token)).fetchone()
+                    if row is not None and self._history:
+                        started = now if claim.claimed_at is None else sql.to_us(claim.claimed_at)
+                        conn.execute(
+                            sql.INSERT_ATTEMPT,
+                            (row[0], claim.attempt, started, now, "released", RELEASED_ERROR, None, None),
+                        )
+
+        await self._writer.run(release)
 
 
-# Statements run once per event are built once (the statement cache is keyed by their text).
-_INSERT = (
-    "INSERT INTO events (event_id, payload, status, attempts, received_at, updated_at, due_at, traceparent)"
-    f" VALUES (?, ?, '{Status.ACCEPTED}', 0, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING"
-)
-
-
-def _fenced_update(assignments: str) -> str:
-    return (
-        f"UPDATE events SET {assignments}, claim_token = NULL, updated_at = :now"
-        f" WHERE event_id = :event_id AND status = '{Status.PROCESSING}' AND claim_token = :token"
-    )
-
-
-_COMPLETE = _fenced_update(f"status = '{Status.PROCESSED}', processed_at = :now, due_at = NULL, last_error = NULL")
-
-
-def _release_orphaned_claims(conn: sqlite3.Connection) -> None:
-    """Claims found at start were held by a process that died: due again now. The attempt may have run,
-    so it stays counted."""
-    conn.execute(
-        f"UPDATE events SET status = '{Status.ACCEPTED}', claim_token = NULL, due_at = ?"
-        f" WHERE status = '{Status.PROCESSING}'",
-        (_now_us(),),
-    )
+_SELECT_ATTEMPTS = _SQL.attempts_statement
 
 
 def _lock_exclusively(path: str) -> tuple[IO[bytes], str]:

@@ -27,6 +27,41 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE events ADD COLUMN traceparent TEXT;  -- W3C trace context of the accepting request
     """,
+    # Ordering keys, scheduled events and the attempt history. Every new index is partial, with a condition
+    # that is false for a plain event (no key, no deliver_at, no error), so plain events pay nothing for them.
+    """
+    ALTER TABLE events ADD COLUMN ordering_key TEXT;
+    ALTER TABLE events ADD COLUMN deliver_at INTEGER;  -- the time it was asked to run at, if ahead at accept
+    -- The latest attempt's record stays on the event's own row while the event is processed, retrying or
+    -- failed (its outcome is the status, its error last_error, its end updated_at): the common case, one
+    -- attempt, costs no write of its own. It moves to the attempts table when the event moves on (claimed
+    -- again, replayed).
+    ALTER TABLE events ADD COLUMN attempt_started_at INTEGER;
+    ALTER TABLE events ADD COLUMN attempt_duration_ms REAL;
+    ALTER TABLE events ADD COLUMN attempt_response_status INTEGER;
+    -- A key's events, newest first: the ordering_key filter.
+    CREATE INDEX events_key ON events (ordering_key, seq) WHERE ordering_key IS NOT NULL;
+    -- A key's unfinished events in acceptance order: the first is the key's head, the only one ever due.
+    CREATE INDEX events_key_unfinished ON events (ordering_key, seq)
+        WHERE ordering_key IS NOT NULL AND status <> 'processed';
+    -- Only a key's head can fail, so each failed keyed event is one blocked key.
+    CREATE INDEX events_blocked_keys ON events (ordering_key) WHERE ordering_key IS NOT NULL AND status = 'failed';
+    CREATE INDEX events_scheduled ON events (deliver_at) WHERE deliver_at IS NOT NULL AND status = 'accepted';
+    CREATE INDEX events_errors ON events (seq) WHERE last_error IS NOT NULL;
+    -- Every other attempt: the earlier ones, and those that ended without an outcome (released, lost).
+    CREATE TABLE attempts (
+        id INTEGER PRIMARY KEY,           -- the order they were recorded in
+        event_seq INTEGER NOT NULL,       -- events.seq; deleted with the event
+        attempt INTEGER NOT NULL,
+        started_at INTEGER NOT NULL,      -- when it was claimed
+        finished_at INTEGER,              -- when its outcome was recorded; NULL when lost
+        outcome TEXT NOT NULL,
+        error TEXT,
+        duration_ms REAL,
+        response_status INTEGER
+    );
+    CREATE INDEX attempts_event ON attempts (event_seq, id);
+    """,
 )
 
 
