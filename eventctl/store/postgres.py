@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import socket
 from collections.abc import AsyncIterator, Collection, Sequence
@@ -37,7 +38,7 @@ from eventctl.store.postgres_schema import migrate
 
 log = logging.getLogger(__name__)
 
-CHANNEL = "eventctl_work"
+CHANNEL = "eventctl_work"  # in the default schema; see ``wake_up_channel``
 NOTIFY_INTERVAL = 0.005  # seconds: at most one cross-instance wake-up this often
 POOL_SIZE = 10
 CONNECT_TIMEOUT = 5.0
@@ -114,6 +115,15 @@ def _start_error(dsn: str, exc: Exception) -> EventctlError | None:
     return error
 
 
+def wake_up_channel(schema: str) -> str:
+    """The ``LISTEN``/``NOTIFY`` channel of the eventctl whose tables are in ``schema``. Channels are shared by
+    the whole database, so deployments in different schemas of one database each get their own, and do not
+    wake each other's workers for nothing."""
+    if schema == "public":
+        return CHANNEL
+    return f"{CHANNEL}_{hashlib.sha256(schema.encode()).hexdigest()[:16]}"
+
+
 class PostgresStore(Store):
     """Events in one PostgreSQL database, shared by every instance that uses it."""
 
@@ -128,6 +138,7 @@ class PostgresStore(Store):
         self._outcomes_statement = sql.outcomes_statement(attempt_history)
         self._release_statement = sql.release_statement(attempt_history)
         self._dialect = sql.PostgresDialect(code_point_order=False)  # told the database's collation at open
+        self._channel = CHANNEL  # told the schema at open
         self._replay_one_statement = sql.replay_statement(
             attempt_history, f"SELECT seq FROM eventctl_events WHERE event_id = $1 AND status = '{Status.FAILED}'"
         )
@@ -144,6 +155,7 @@ class PostgresStore(Store):
                 await migrate(conn)
                 collation = await conn.fetchval("SELECT datcollate FROM pg_database WHERE datname = current_database()")
                 self._dialect.code_point_order = collation in sql.CODE_POINT_COLLATIONS
+                self._channel = wake_up_channel(await conn.fetchval("SELECT current_schema()"))
             finally:
                 await conn.close()
             self._pool = await asyncpg.create_pool(
@@ -194,7 +206,7 @@ class PostgresStore(Store):
             self._notify_wanted.clear()
             try:
                 async with self._connection() as conn:
-                    await conn.execute(f"NOTIFY {CHANNEL}")
+                    await conn.execute("SELECT pg_notify($1, '')", self._channel)
             except StoreUnavailable as exc:
                 log.debug("could not notify other instances: %s", exc)
             except Exception:  # a bug: the wake-ups of other instances must not stop for good
@@ -213,7 +225,7 @@ class PostgresStore(Store):
             lost = asyncio.Event()
             conn.add_termination_listener(lambda _, lost=lost: lost.set())
             try:
-                await conn.add_listener(CHANNEL, lambda *_: self.notify_work())
+                await conn.add_listener(self._channel, lambda *_: self.notify_work())
                 self.notify_work()  # anything committed while we were not listening is due now
                 await lost.wait()
                 log.warning("lost the PostgreSQL LISTEN connection; reconnecting")
