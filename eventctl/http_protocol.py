@@ -60,30 +60,42 @@ def _request_in_progress(cycle: Any) -> bool:
     return cycle is not None and not cycle.response_complete
 
 
-class EventctlHttpToolsProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol with eventctl's edges (see the module docstring)."""
+class _HeadDeadlineMixin:
+    """Starts a ``_HeadDeadline`` when a connection opens and after each response, and cancels it once a
+    request is under way; mixed into both of uvicorn's protocols, whose attribute names it uses. Its
+    ``super()`` calls reach the uvicorn protocol it is mixed into, which mypy cannot see from here: hence
+    the ``misc`` ignores."""
+
+    loop: asyncio.AbstractEventLoop
+    timeout_keep_alive: int
+    transport: asyncio.Transport
+    cycle: Any
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._head_deadline = _HeadDeadline(self.loop, self.timeout_keep_alive)
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)  # type: ignore[misc]
         self._head_deadline.start(transport)
 
     def data_received(self, data: bytes) -> None:
-        super().data_received(data)
+        super().data_received(data)  # type: ignore[misc]
         if _request_in_progress(self.cycle):
             self._head_deadline.cancel()
 
     def on_response_complete(self) -> None:
-        super().on_response_complete()
+        super().on_response_complete()  # type: ignore[misc]
         if not _request_in_progress(self.cycle):
             self._head_deadline.start(self.transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._head_deadline.cancel()
-        super().connection_lost(exc)
+        super().connection_lost(exc)  # type: ignore[misc]
+
+
+class EventctlHttpToolsProtocol(_HeadDeadlineMixin, HttpToolsProtocol):
+    """uvicorn's httptools protocol with eventctl's edges (see the module docstring)."""
 
     def send_400_response(self, msg: str) -> None:
         headers, body = _malformed()
@@ -95,30 +107,8 @@ class EventctlHttpToolsProtocol(HttpToolsProtocol):
         self.transport.close()
 
 
-class EventctlH11Protocol(H11Protocol):
+class EventctlH11Protocol(_HeadDeadlineMixin, H11Protocol):
     """uvicorn's h11 protocol with eventctl's edges (see the module docstring)."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._head_deadline = _HeadDeadline(self.loop, self.timeout_keep_alive)
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        self._head_deadline.start(transport)
-
-    def data_received(self, data: bytes) -> None:
-        super().data_received(data)
-        if _request_in_progress(self.cycle):
-            self._head_deadline.cancel()
-
-    def on_response_complete(self) -> None:
-        super().on_response_complete()
-        if not _request_in_progress(self.cycle):
-            self._head_deadline.start(self.transport)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._head_deadline.cancel()
-        super().connection_lost(exc)
 
     def send_400_response(self, msg: str) -> None:
         headers, body = _malformed()
