@@ -9,7 +9,7 @@ import orjson
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import PlainTextResponse, Response
 
-from eventctl.api.problems import problem_response
+from eventctl.api.problems import invalid_filter_response, problem_response
 from eventctl.api.schemas import (
     CURSOR_PATTERN,
     PROBLEM_MEDIA_TYPE,
@@ -21,8 +21,9 @@ from eventctl.api.schemas import (
     Readiness,
     is_possible_event_id,
 )
-from eventctl.domain import Event, EventFilter, Status, event_path
+from eventctl.domain import Event, Status, event_path
 from eventctl.durations import format_go_duration
+from eventctl.filters import FILTER_PARAMETERS, TIME_FILTER, FilterError, parse_query
 from eventctl.logs import EVENT_ID
 from eventctl.metrics import CONTENT_TYPE
 from eventctl.service import Service
@@ -73,14 +74,26 @@ def event_document(event: Event) -> dict[str, Any]:
 )
 async def list_events(
     request: Request,
-    status: Annotated[Status | None, Query(description="Only events with this status.")] = None,
+    status: Annotated[
+        list[str] | None, Query(description="Only events with this status; repeat for any of several.")
+    ] = None,
+    since: Annotated[str | None, Query(description=f"Received at or after this: {TIME_FILTER}.")] = None,
+    until: Annotated[str | None, Query(description=f"Received before this: {TIME_FILTER}.")] = None,
+    error: Annotated[
+        str | None, Query(description="Only events whose last_error holds this (case-insensitive).")
+    ] = None,
+    ordering_key: Annotated[str | None, Query(description="Only events with this ordering key.")] = None,
+    id_prefix: Annotated[str | None, Query(description="Only events whose id starts with this.")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="Page size.")] = DEFAULT_PAGE_SIZE,
     cursor: Annotated[
         str | None, Query(pattern=CURSOR_PATTERN, description="next_cursor of the previous page.")
     ] = None,
 ) -> Response:
+    try:
+        filter = parse_query({name: request.query_params.getlist(name) for name in FILTER_PARAMETERS})
+    except FilterError as exc:
+        return invalid_filter_response(exc, "#/query/")
     before = None if cursor is None else int(cursor)
-    filter = EventFilter(statuses=frozenset() if status is None else frozenset({status}))
     page = await _service(request).store.list_events(filter, limit, before)
     next_cursor = None if page.next_before is None else str(page.next_before)
     return _json({"items": [event_document(event) for event in page.items], "next_cursor": next_cursor})

@@ -3,29 +3,20 @@ with orjson instead of constructing these."""
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from eventctl.domain import Status
+from eventctl.domain import EVENT_ID_FORBIDDEN, Status
+from eventctl.domain import FORBIDDEN_IN_EVENT_ID as FORBIDDEN_IN_EVENT_ID  # the id rules, re-exported
+from eventctl.domain import MAX_EVENT_ID_LENGTH as MAX_EVENT_ID_LENGTH
+from eventctl.domain import is_possible_event_id as is_possible_event_id
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
-MAX_EVENT_ID_LENGTH = 256
 MAX_PAYLOAD_DEPTH = 64  # arrays and objects inside arrays and objects; deeper JSON breaks many consumers
-# Characters an event id may not hold: control characters (C0, DEL, C1) and line and paragraph separators.
-# Ids travel in headers, logs and URLs, which these would break or forge. (Lone surrogates, which no UTF-8
-# text can hold, are refused too; JSON Schema tools cannot express that, so the pattern leaves them out.)
-EVENT_ID_FORBIDDEN = r"\x00-\x1f\x7f-\x9f\u2028\u2029"
 EVENT_ID_PATTERN = f"^[^{EVENT_ID_FORBIDDEN}]+$"
-FORBIDDEN_IN_EVENT_ID = re.compile(f"[{EVENT_ID_FORBIDDEN}\\ud800-\\udfff]")  # and lone surrogates
 CURSOR_PATTERN = "^[0-9]{1,18}$"
-
-
-def is_possible_event_id(event_id: str) -> bool:
-    """Whether some stored event could have this id: what ``POST /events`` accepts as ``event_id``."""
-    return 0 < len(event_id) <= MAX_EVENT_ID_LENGTH and FORBIDDEN_IN_EVENT_ID.search(event_id) is None
 
 
 class EventIn(BaseModel):
