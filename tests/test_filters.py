@@ -203,7 +203,13 @@ async def test_every_filter_selects_on_get_events(seeded: tuple[httpx.AsyncClien
 @pytest.mark.anyio
 async def test_bad_filters_are_400_naming_each_parameter(seeded: tuple[httpx.AsyncClient, datetime]) -> None:
     client, _ = seeded
-    params = [("status", "failed"), ("status", "bogus"), ("since", "soon"), ("error", "a\x00b"), ("limit", "5")]
+    params: list[tuple[str, str | int | float | bool | None]] = [
+        ("status", "failed"),
+        ("status", "bogus"),
+        ("since", "soon"),
+        ("error", "a\x00b"),
+        ("limit", "5"),
+    ]
     response = await client.get("/events", params=params)
     assert response.status_code == 400
     assert response.headers["content-type"] == "application/problem+json"
