@@ -37,7 +37,7 @@ class FilterError(ValueError):
 
     def errors(self, pointer_prefix: str) -> list[dict[str, str]]:
         """The problems as ``[{"detail", "pointer"}]``, each pointer ``pointer_prefix`` + the parameter."""
-        return [{"detail": p.detail, "pointer": pointer_prefix + p.parameter} for p in self.problems]
+        return [{"detail": p.detail, "pointer": (pointer_prefix + p.parameter).rstrip("/")} for p in self.problems]
 
 
 def parse_query(params: Mapping[str, Sequence[str]], now: datetime | None = None) -> EventFilter:
@@ -140,3 +140,18 @@ def _text(name: str, value: object, problems: list[FilterProblem]) -> str | None
         return value
     problems.append(FilterProblem(name, f"{name} must be a string of {_TEXT}"))
     return None
+
+
+def describe(filter: EventFilter) -> dict[str, str | list[str]]:
+    """The filter as a JSON object by the parameter names (what a log line or a bulk body holds); times in
+    UTC, statuses sorted, unset filters left out."""
+    described: dict[str, str | list[str]] = {}
+    if filter.statuses:
+        described["status"] = sorted(status.value for status in filter.statuses)
+    for name, moment in (("since", filter.received_since), ("until", filter.received_until)):
+        if moment is not None:
+            described[name] = moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    for name, text in (("error", filter.error), ("ordering_key", filter.ordering_key), ("id_prefix", filter.id_prefix)):
+        if text is not None:
+            described[name] = text
+    return described
