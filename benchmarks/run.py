@@ -8,6 +8,8 @@ Sections:
 - ingest: POST /events with unique ids from wrk (64 connections), eventctl against minimal in-memory servers
   (the Go seed server, FastAPI apps), interleaved A B C A B C, median of the rounds; requests/s, p50, p99, ratio
   to the Go seed server (the baseline; built from benchmarks/seed_server with Debian's golang-go).
+- slowdisk: durable ingest with 2 ms added to every fsync (strace fault injection) against the fast disk.
+- batch: POST /events/batch, 100 events a request, in events/s, against the Go seed server's per-request rate.
 - drain: time to process N stored events with a no-op handler, SQLite and PostgreSQL, with the attempt
   history on (as shipped) and off, interleaved.
 - store: the cost per event of each write an event needs (add, claim, complete), through the store alone.
@@ -29,6 +31,7 @@ import contextlib
 import os
 import re
 import shutil
+import signal
 import socket
 import sqlite3
 import statistics
@@ -125,9 +128,11 @@ class WrkResult:
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 
 
-def run_wrk(port: int, duration: int, connections: int = 64) -> WrkResult:
-    command = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(HERE / "post.lua"),
-               f"http://127.0.0.1:{port}/events"]  # fmt: skip
+def run_wrk(
+    port: int, duration: int, connections: int = 64, script: str = "post.lua", path: str = "/events"
+) -> WrkResult:
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(HERE / script),
+               f"http://127.0.0.1:{port}{path}"]  # fmt: skip
     output = subprocess.run(pin(command, 1), capture_output=True, text=True, check=True).stdout
 
     def latency(percent: str) -> float:
@@ -213,6 +218,104 @@ def bench_ingest(sizes: Sizes, scratch: Path) -> None:
         non_2xx = sum(r.non_2xx for r in runs)
         share = f"{statistics.median(processed[name]):9.0%}" if processed[name] else f"{'-':>9}"
         print(f"{name:48} {rate:9.0f} {p50:8.2f} {p99:8.2f} {rate / baseline:11.2f}x {non_2xx:8d} {share:>10}")
+
+
+# -- slow disk ---------------------------------------------------------------------------------------------
+
+SLOW_FSYNC_US = 2000
+_STRACE = ["strace", "-f", "-qq", "--seccomp-bpf", "-e", "trace=fsync,fdatasync",
+           "-e", f"inject=fsync,fdatasync:delay_exit={SLOW_FSYNC_US}"]  # fmt: skip
+
+
+@contextlib.contextmanager
+def serving_group(command: list[str], env: dict[str, str], port: int) -> Iterator[subprocess.Popen[bytes]]:
+    """``serving`` for a server started under a tracer: in its own process group, stopped as a group (SIGTERM
+    to all of it, then SIGKILL), so that neither the tracer nor the traced server outlives the run."""
+    process = subprocess.Popen(pin(command, 0), env={**os.environ, **env}, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, cwd=HERE, start_new_session=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            with contextlib.suppress(httpx.TransportError):
+                httpx.get(f"http://127.0.0.1:{port}/health", timeout=1)
+                break
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{command} did not start")
+            time.sleep(0.1)
+        yield process
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def bench_slowdisk(sizes: Sizes, scratch: Path) -> None:
+    """Durable ingest with 2 ms added to every fsync and fdatasync (strace fault injection) against the same
+    server on the disk as it is, interleaved, median of the rounds."""
+    if shutil.which("strace") is None:
+        print("\n## slowdisk: skipped, strace is needed (Debian package strace)")
+        return
+    results: dict[str, list[WrkResult]] = {
+        "fast disk (as it is)": [],
+        f"slow disk (+{SLOW_FSYNC_US // 1000} ms/fsync)": [],
+    }
+    for _ in range(sizes.rounds):
+        for name, prefix in zip(results, ([], _STRACE), strict=True):
+            port = free_port()
+            env = eventctl_env(port, f"sqlite:///{scratch / f'slow-{uuid.uuid4().hex}.db'}", LOG_LEVEL="warning")
+            with serving_group([*prefix, *eventctl_command()], env, port):
+                results[name].append(run_wrk(port, sizes.duration))
+    fast = statistics.median(r.requests_per_second for r in results["fast disk (as it is)"])
+    print(f"\n## slowdisk: durable POST /events, 64 connections, median of {sizes.rounds} x {sizes.duration}s")
+    print(f"{'disk':34} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'vs fast':>8} {'non-2xx':>8}")
+    for name, runs in results.items():
+        rate = statistics.median(r.requests_per_second for r in runs)
+        p50 = statistics.median(r.p50_ms for r in runs)
+        p99 = statistics.median(r.p99_ms for r in runs)
+        non_2xx = sum(r.non_2xx for r in runs)
+        print(f"{name:34} {rate:9.0f} {p50:8.2f} {p99:8.2f} {rate / fast:7.2f}x {non_2xx:8d}")
+
+
+# -- batch ------------------------------------------------------------------------------------------------
+
+BATCH_EVENTS = 100  # as benchmarks/batch.lua sends them, about 110 bytes each
+
+
+def bench_batch(sizes: Sizes, scratch: Path) -> None:
+    """POST /events/batch (100 events a request, durable, the worker processing meanwhile) in events/s,
+    against the Go seed server's per-request rate in the same run, interleaved, median of the rounds."""
+    seed_server = build_seed_server(scratch)
+    go: list[WrkResult] = []
+    batch: list[WrkResult] = []
+    processed: list[float] = []
+    for _ in range(sizes.rounds):
+        port = free_port()
+        with serving([str(seed_server)], {"PORT": str(port), "PROCESSING_DELAY_MS": "0"}, port):
+            go.append(run_wrk(port, sizes.duration))
+        port = free_port()
+        database = scratch / f"batch-{uuid.uuid4().hex}.db"
+        with serving(eventctl_command(), eventctl_env(port, f"sqlite:///{database}", LOG_LEVEL="warning"), port):
+            batch.append(run_wrk(port, sizes.duration, connections=16, script="batch.lua", path="/events/batch"))
+        processed.append(processed_share(database))
+    baseline = statistics.median(r.requests_per_second for r in go)
+    print(f"\n## batch: POST /events/batch, {BATCH_EVENTS} events a request, durable, processing meanwhile,")
+    print(f"median of {sizes.rounds} x {sizes.duration}s; against the Go seed server's POST /events (64 connections)")
+    header = f"{'server':48} {'req/s':>9} {'events/s':>10} {'p99 ms':>8} {'vs baseline':>12} {'non-2xx':>8}"
+    print(f"{header} {'processed':>10}")
+    go_p99 = statistics.median(r.p99_ms for r in go)
+    print(f"{'Go seed server, POST /events (baseline)':48} {baseline:9.0f} {baseline:10.0f} {go_p99:8.2f} {1:11.2f}x"
+          f" {sum(r.non_2xx for r in go):8d} {'-':>10}")  # fmt: skip
+    rate = statistics.median(r.requests_per_second for r in batch)
+    events = rate * BATCH_EVENTS
+    p99 = statistics.median(r.p99_ms for r in batch)
+    share = statistics.median(processed)
+    print(f"{'eventctl, SQLite durable, POST /events/batch':48} {rate:9.0f} {events:10.0f} {p99:8.2f}"
+          f" {events / baseline:11.2f}x {sum(r.non_2xx for r in batch):8d} {share:9.0%}")  # fmt: skip
 
 
 # -- drain ------------------------------------------------------------------------------------------------
@@ -739,6 +842,8 @@ def bench_cli(sizes: Sizes, scratch: Path) -> None:
 
 SECTIONS = {
     "ingest": bench_ingest,
+    "slowdisk": bench_slowdisk,
+    "batch": bench_batch,
     "drain": bench_drain,
     "store": bench_store,
     "claims": bench_claims,
@@ -753,8 +858,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smaller numbers, to check the benchmarks run")
     parser.add_argument("--only", default=",".join(SECTIONS), help="comma-separated sections to run")
     args = parser.parse_args()
-    if shutil.which("wrk") is None and {"ingest", "scale"} & set(args.only.split(",")):
-        sys.exit("wrk is needed for the ingest and scale sections (Debian package wrk)")
+    if shutil.which("wrk") is None and {"ingest", "slowdisk", "batch", "scale"} & set(args.only.split(",")):
+        sys.exit("wrk is needed for the ingest, slowdisk, batch and scale sections (Debian package wrk)")
     sizes = QUICK if args.quick else FULL
     print(f"eventctl benchmarks on {os.cpu_count()} cores; servers pinned to core 0, wrk to core 1: {PINNED}")
     with tempfile.TemporaryDirectory(prefix="eventctl-bench-") as scratch:
