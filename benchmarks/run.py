@@ -664,6 +664,7 @@ class BulkRound:
     beside: WrkResult
     bulk_seconds: float
     changed: int
+    drain: WrkResult | None = None  # beside the worker processing as many accepted events, with no bulk action
 
 
 def bulk_round(url: str, count: int, duration: int) -> BulkRound:
@@ -694,13 +695,23 @@ def bulk_round(url: str, count: int, duration: int) -> BulkRound:
     return BulkRound(alone, beside, answer["seconds"], int(answer["changed"]))
 
 
+def drain_beside(url: str, count: int, duration: int) -> WrkResult:
+    """Ingest while the worker processes ``count`` accepted events: the work a replay hands the worker,
+    without the bulk action itself."""
+    asyncio.run(fill(url, count))
+    port = free_port()
+    with serving(eventctl_command(), eventctl_env(port, url, LOG_LEVEL="warning"), port):
+        return run_wrk(port, duration)
+
+
 def bench_bulk(sizes: Sizes, scratch: Path) -> None:
     """Ingest p99 with and without a bulk replay of every failed event running at the same time, on one
     server per round (the same run), median of the rounds."""
     count, duration = sizes.drain_events, sizes.duration
     print(f"\n## bulk: POST /events (wrk, 64 connections, {duration}s) alone, then while a bulk replay of"
           f" {count:,} failed events runs, median of {sizes.rounds}")  # fmt: skip
-    header = f"{'store':12} {'ingest':22} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'p99 vs alone':>13}"
+    print("(then, for comparison: ingest while the worker processes as many accepted events, with no bulk action)")
+    header = f"{'store':12} {'ingest':23} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'p99 vs alone':>13}"
     print(f"{header} {'bulk s':>8} {'replayed':>9}")
     stores: list[tuple[str, Callable[[], contextlib.AbstractContextManager[str | None]]]] = [
         ("SQLite", lambda: sqlite_file(scratch)),
@@ -713,19 +724,27 @@ def bench_bulk(sizes: Sizes, scratch: Path) -> None:
                 if url is None:
                     print(f"{name:12} skipped: no server at EVENTCTL_BENCH_DATABASE_URL={PG_URL}")
                     break
-                rounds.append(bulk_round(url, count, duration))
+                measured = bulk_round(url, count, duration)
+            with database() as url:
+                assert url is not None
+                measured.drain = drain_beside(url, count, duration)
+            rounds.append(measured)
         if not rounds:
             continue
         alone_p99 = statistics.median(r.alone.p99_ms for r in rounds)
         bulk_seconds = statistics.median(r.bulk_seconds for r in rounds)
         changed = min(r.changed for r in rounds)
-        phases = (("alone", [r.alone for r in rounds]), ("beside the bulk replay", [r.beside for r in rounds]))
+        phases = (
+            ("alone", [r.alone for r in rounds]),
+            ("beside the bulk replay", [r.beside for r in rounds]),
+            ("beside a drain, no bulk", [r.drain for r in rounds if r.drain is not None]),
+        )
         for label, runs in phases:
             rate = statistics.median(r.requests_per_second for r in runs)
             p50 = statistics.median(r.p50_ms for r in runs)
             p99 = statistics.median(r.p99_ms for r in runs)
             tail = f" {bulk_seconds:8.2f} {changed:9,}" if runs[0] is rounds[0].beside else ""
-            print(f"{name:12} {label:22} {rate:9.0f} {p50:8.2f} {p99:8.2f} {p99 / alone_p99:12.2f}x{tail}")
+            print(f"{name:12} {label:23} {rate:9.0f} {p50:8.2f} {p99:8.2f} {p99 / alone_p99:12.2f}x{tail}")
 
 
 # -- cli --------------------------------------------------------------------------------------------------
