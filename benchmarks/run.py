@@ -712,7 +712,7 @@ def bench_bulk(sizes: Sizes, scratch: Path) -> None:
           f" {count:,} failed events runs, median of {sizes.rounds}")  # fmt: skip
     print("(then, for comparison: ingest while the worker processes as many accepted events, with no bulk action)")
     header = f"{'store':12} {'ingest':23} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'p99 vs alone':>13}"
-    print(f"{header} {'bulk s':>8} {'replayed':>9}")
+    print(f"{header} {'non-2xx':>8} {'bulk s':>8} {'replayed':>9}")
     stores: list[tuple[str, Callable[[], contextlib.AbstractContextManager[str | None]]]] = [
         ("SQLite", lambda: sqlite_file(scratch)),
         ("PostgreSQL", postgres_schema),
@@ -743,8 +743,9 @@ def bench_bulk(sizes: Sizes, scratch: Path) -> None:
             rate = statistics.median(r.requests_per_second for r in runs)
             p50 = statistics.median(r.p50_ms for r in runs)
             p99 = statistics.median(r.p99_ms for r in runs)
+            non_2xx = sum(r.non_2xx for r in runs)
             tail = f" {bulk_seconds:8.2f} {changed:9,}" if runs[0] is rounds[0].beside else ""
-            print(f"{name:12} {label:23} {rate:9.0f} {p50:8.2f} {p99:8.2f} {p99 / alone_p99:12.2f}x{tail}")
+            print(f"{name:12} {label:23} {rate:9.0f} {p50:8.2f} {p99:8.2f} {p99 / alone_p99:12.2f}x {non_2xx:8d}{tail}")
 
 
 # -- cli --------------------------------------------------------------------------------------------------
