@@ -500,11 +500,11 @@ async def store_costs(database_url: str, count: int) -> dict[str, float]:
     }
 
 
-def bare_sqlite_costs(path: Path, count: int, batch: int = 100) -> dict[str, float]:
+def bare_sqlite_costs(path: Path, count: int, *, durable: bool, batch: int = 100) -> dict[str, float]:
     """The floor for ``store_costs``: a bare sqlite3 loop doing the same three writes with the same SQL, on
     the same schema, ``batch`` events per transaction, and none of the store's machinery (no writer thread,
-    no futures, no event loop). Durable as the store is: the inserts' commits are fsync'd
-    (synchronous=FULL), the claims' and completions' are not (NORMAL), in WAL mode."""
+    no futures, no event loop), in WAL mode. ``durable``: as durable as the store, the inserts' commits
+    fsync'd (synchronous=FULL), the claims' and completions' not (NORMAL); else no commit is fsync'd."""
     from eventctl.store import sqlite_statements as sql
     from eventctl.store.sqlite_schema import migrate
 
@@ -512,7 +512,7 @@ def bare_sqlite_costs(path: Path, count: int, batch: int = 100) -> dict[str, flo
     conn = sqlite3.connect(path, isolation_level=None)
     try:
         conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
         migrate(conn)
         conn.execute(sql.NO_HISTORY_TRIGGER)
         conn.execute(sql.HISTORY_TRIGGER)
@@ -560,16 +560,22 @@ def bench_store(sizes: Sizes, scratch: Path) -> None:
     count = sizes.drain_events // 2
     store_runs: list[dict[str, float]] = []
     floor_runs: list[dict[str, float]] = []
+    bare_runs: list[dict[str, float]] = []
     for _ in range(sizes.rounds):
         store_runs.append(asyncio.run(store_costs(f"sqlite:///{scratch / f'store-{uuid.uuid4().hex}.db'}", count)))
-        floor_runs.append(bare_sqlite_costs(scratch / f"floor-{uuid.uuid4().hex}.db", count))
+        floor_runs.append(bare_sqlite_costs(scratch / f"floor-{uuid.uuid4().hex}.db", count, durable=True))
+        bare_runs.append(bare_sqlite_costs(scratch / f"bare-{uuid.uuid4().hex}.db", count, durable=False))
     print(f"\n## store: the writes one event costs, SQLite, {count:,} events, no HTTP (in this process, not pinned)")
-    print(f"(median of {sizes.rounds}; floor: a bare sqlite3 loop, same SQL and schema, batches of 100, same run)")
-    print(f"{'write':12} {'us/event':>9} {'events/s':>10} {'floor us':>9} {'vs floor':>9}")
+    print(f"(median of {sizes.rounds}; floor: a bare sqlite3 loop, same SQL and schema, batches of 100, same run,")
+    print(" its inserts fsync'd as the store's are; no-fsync floor: the same loop with no commit fsync'd)")
+    header = f"{'write':12} {'us/event':>9} {'events/s':>10} {'floor us':>9} {'vs floor':>9}"
+    print(f"{header} {'no-fsync us':>12} {'vs it':>7}")
     for name in ("add", "claim", "complete", "all three"):
         seconds = statistics.median(_cost(run, name) for run in store_runs)
         floor = statistics.median(_cost(run, name) for run in floor_runs)
-        print(f"{name:12} {seconds * 1e6:9.1f} {1 / seconds:10.0f} {floor * 1e6:9.1f} {seconds / floor:8.2f}x")
+        bare = statistics.median(_cost(run, name) for run in bare_runs)
+        print(f"{name:12} {seconds * 1e6:9.1f} {1 / seconds:10.0f} {floor * 1e6:9.1f} {seconds / floor:8.2f}x"
+              f" {bare * 1e6:12.1f} {seconds / bare:6.2f}x")  # fmt: skip
 
 
 def _cost(run: dict[str, float], name: str) -> float:
