@@ -125,7 +125,9 @@ async def test_a_payload_nested_too_deep_is_an_invalid_item() -> None:
          b' {"event_id": "5"}, {"event_id": "6"}]}', "#/events"),
     ],
 )  # fmt: skip
-async def test_a_bad_envelope_is_a_400_problem_and_stores_nothing(app: RunningApp, content: bytes, pointer: str) -> None:
+async def test_a_bad_envelope_is_a_400_problem_and_stores_nothing(
+    app: RunningApp, content: bytes, pointer: str
+) -> None:
     answer = await app.client.post("/events/batch", content=content)
     assert answer.status_code == 400
     assert answer.headers["content-type"] == "application/problem+json"
@@ -150,10 +152,14 @@ async def test_items_are_scheduled_and_keyed_as_single_events_are(app: RunningAp
     assert [r["status"] for r in answer.json()["results"]] == [202, 202, 202]
     soon = datetime.now(UTC) + timedelta(minutes=59)
     at, delayed, past = [await app.store.get(event_id) for event_id in ("sch-at", "sch-delay", "sch-past")]
-    assert at is not None and delayed is not None and past is not None
+    assert at is not None
+    assert delayed is not None
+    assert past is not None
     assert at.ordering_key == "k1"
-    assert at.next_attempt_at is not None and at.next_attempt_at > soon
-    assert delayed.next_attempt_at is not None and delayed.next_attempt_at > soon
+    assert at.next_attempt_at is not None
+    assert at.next_attempt_at > soon
+    assert delayed.next_attempt_at is not None
+    assert delayed.next_attempt_at > soon
     assert past.next_attempt_at is None or past.next_attempt_at < datetime.now(UTC) + timedelta(seconds=5)
 
 

@@ -31,10 +31,10 @@ class EventctlApp:
     """The service's ASGI application.
 
     Every HTTP request is observed (request id, access log, metrics), passes access control (when keys
-    or a rate limit are configured), then
-    ``POST /events`` and ``POST /events/batch`` go straight to their endpoints and everything else to FastAPI. FastAPI's router
-    knows the ingest route too (so that 405 answers list POST in ``Allow``); taking it here first only skips
-    FastAPI's per-request machinery on the hottest path.
+    or a rate limit are configured), then ``POST /events`` and ``POST /events/batch`` go straight to their
+    endpoints and everything else to FastAPI. FastAPI's router knows those routes too (so that 405 answers
+    list POST in ``Allow``); taking them here first only skips FastAPI's per-request machinery on the hottest
+    paths.
     """
 
     def __init__(self, service: Service) -> None:

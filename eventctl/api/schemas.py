@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import SkipJsonSchema
 
 from eventctl.domain import Status
 
@@ -45,14 +46,14 @@ class EventIn(BaseModel):
     )
     model_config = ConfigDict(json_schema_extra={"not": {"required": ["deliver_at", "delay_ms"]}})
 
-    deliver_at: datetime = Field(
+    deliver_at: datetime | SkipJsonSchema[None] = Field(
         default=None,
         description="Process no earlier than this RFC 3339 time (with an offset), at most 365 days ahead; a "
         "time in the past means now. Not with delay_ms.",
     )
-    delay_ms: int = Field(
-        default=None, ge=0, le=365 * 86_400_000, description="Process no earlier than this many milliseconds from now (at most 365 "
-        "days). Not with deliver_at."
+    delay_ms: Annotated[int, Field(ge=0, le=365 * 86_400_000)] | SkipJsonSchema[None] = Field(
+        default=None,
+        description="Process no earlier than this many milliseconds from now (at most 365 days). Not with deliver_at.",
     )
     ordering_key: str | None = Field(
         default=None,
