@@ -28,6 +28,7 @@ MAX_EVENT_ID_LENGTH = 256
 # Ids travel in headers, logs and URLs, which these would break or forge. (Lone surrogates, which no UTF-8
 # text can hold, are refused too; JSON Schema tools cannot express that, so the pattern leaves them out.)
 EVENT_ID_FORBIDDEN = r"\x00-\x1f\x7f-\x9f\u2028\u2029"
+EVENT_ID_PATTERN = f"^[^{EVENT_ID_FORBIDDEN}]+$"  # the JSON Schema pattern of an id (surrogates aside)
 FORBIDDEN_IN_EVENT_ID = re.compile(f"[{EVENT_ID_FORBIDDEN}\\ud800-\\udfff]")  # and lone surrogates
 
 

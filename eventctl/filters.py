@@ -7,17 +7,36 @@ framework: the CLI uses it too.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from eventctl.domain import MAX_EVENT_ID_LENGTH, EventFilter, Status, is_possible_event_id
+from eventctl.domain import EVENT_ID_PATTERN, MAX_EVENT_ID_LENGTH, EventFilter, Status, is_possible_event_id
 from eventctl.durations import parse_duration
 
 FILTER_PARAMETERS = ("status", "since", "until", "error", "ordering_key", "id_prefix")
 _STATUSES = ", ".join(repr(status.value) for status in Status)
 TIME_FILTER = "an RFC 3339 time with an offset (2026-12-01T09:30:00Z) or a duration before now (90s, 15m, 2h, 7d)"
 _TEXT = f"1 to {MAX_EVENT_ID_LENGTH} characters without control characters or line separators"
+
+# The JSON Schema of each filter's value, for the OpenAPI document of ``GET /events`` and of a bulk body's
+# filter: the rules this module checks, written where they are checked. A time is a date-time with an
+# offset, or a duration of whole or decimal units (``90s``, ``1h30m``); an empty string is "not set".
+_DURATION_PATTERN = r"^(0|([0-9]{1,9}(\.[0-9]{1,6})?(ms|s|m|h|d))+)$"
+_NOT_SET = {"type": "string", "maxLength": 0}
+_TEXT_SCHEMA = {"type": "string", "maxLength": MAX_EVENT_ID_LENGTH, "pattern": EVENT_ID_PATTERN.replace("]+$", "]*$")}
+_TIME_SCHEMA = {
+    "anyOf": [{"type": "string", "format": "date-time"}, {"type": "string", "pattern": _DURATION_PATTERN}, _NOT_SET]
+}
+FILTER_SCHEMAS: dict[str, dict[str, object]] = {
+    "status": {"type": "string", "enum": [*(status.value for status in Status), ""]},
+    "since": _TIME_SCHEMA,
+    "until": _TIME_SCHEMA,
+    "error": _TEXT_SCHEMA,
+    "ordering_key": _TEXT_SCHEMA,
+    "id_prefix": _TEXT_SCHEMA,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +61,8 @@ class FilterError(ValueError):
 
 def parse_query(params: Mapping[str, Sequence[str]], now: datetime | None = None) -> EventFilter:
     """The filter of query parameters (name → every value given). Names that are not filters are left to
-    the caller (``limit``, ``cursor``); ``status`` may repeat, the others may be given once."""
+    the caller (``limit``, ``cursor``); ``status`` may repeat, the others may be given once. An empty value
+    means "not set", as an HTML form sends an empty field."""
     values: dict[str, object] = {}
     problems: list[FilterProblem] = []
     for name in FILTER_PARAMETERS:
@@ -78,12 +98,13 @@ def parse_body(document: object, now: datetime | None = None) -> EventFilter:
 
 
 def _build(values: Mapping[str, object], problems: list[FilterProblem], now: datetime | None) -> EventFilter:
+    """An empty string means "not set" (an HTML form sends its empty fields), in a query and a body alike.
+    A ``since`` at or after ``until`` is valid and matches nothing."""
     now = datetime.now(UTC) if now is None else now
+    values = {name: _unset_if_empty(value) for name, value in values.items()}
     statuses = _statuses(values.get("status"), problems)
     since = _moment("since", values.get("since"), now, problems)
     until = _moment("until", values.get("until"), now, problems)
-    if since is not None and until is not None and since >= until:
-        problems.append(FilterProblem("until", "until must be later than since"))
     texts = {name: _text(name, values.get(name), problems) for name in ("error", "ordering_key", "id_prefix")}
     if problems:
         raise FilterError(problems)
@@ -95,6 +116,13 @@ def _build(values: Mapping[str, object], problems: list[FilterProblem], now: dat
         ordering_key=texts["ordering_key"],
         id_prefix=texts["id_prefix"],
     )
+
+
+def _unset_if_empty(value: object) -> object:
+    if isinstance(value, list):
+        value = [item for item in value if item != ""]
+        return value or None
+    return None if value == "" else value
 
 
 def _statuses(value: object, problems: list[FilterProblem]) -> frozenset[Status]:
@@ -126,7 +154,8 @@ def _moment(name: str, value: object, now: datetime, problems: list[FilterProble
         except ValueError:
             moment = None
         if moment is not None and moment.tzinfo is not None:
-            return moment.astimezone(UTC)
+            with contextlib.suppress(OverflowError):  # 0001-01-01T00:00+01:00 is before the first UTC time
+                return moment.astimezone(UTC)
     problems.append(FilterProblem(name, f"{name} must be {TIME_FILTER}, not {value!r}"))
     return None
 

@@ -4,6 +4,7 @@ property tests on the real app in process."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -22,6 +23,7 @@ from tests.inprocess import running_app
 pytestmark = pytest.mark.anyio
 
 ADMIN = "fuzzing-admin-key-0123456789"
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def run_schemathesis(server: ServerProcess, cwd: Path, *extra: str) -> subprocess.CompletedProcess[str]:
@@ -30,7 +32,8 @@ def run_schemathesis(server: ServerProcess, cwd: Path, *extra: str) -> subproces
         sys.executable, "-m", "schemathesis.cli", "run", f"{server.url}/openapi.json",
         "--checks", "all", "--max-examples", "25", "--seed", "1", "--workers", "1", *extra,
     ]  # fmt: skip
-    return subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=cwd)
+    environment = {**os.environ, "SCHEMATHESIS_HOOKS": "tests.schemathesis_hooks", "PYTHONPATH": str(ROOT)}
+    return subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=cwd, env=environment)
 
 
 def test_schemathesis_finds_nothing_against_the_open_api(servers: ServerFactory, tmp_path: Path) -> None:

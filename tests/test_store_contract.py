@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from eventctl.domain import NewEvent, Status
+from eventctl.domain import EventFilter, NewEvent, Status
 from eventctl.errors import ConfigError
 from eventctl.store import Store, open_store
 from tests.store_fixtures import LEASE, store, store_url
@@ -258,3 +258,24 @@ async def test_a_sqlite_file_belongs_to_one_store_at_a_time(tmp_path: Path) -> N
 def test_unknown_store_urls_are_refused_naming_the_setting(url: str) -> None:
     with pytest.raises(ConfigError, match="DATABASE_URL"):
         open_store(url)
+
+
+async def test_time_filters_on_an_empty_store_match_nothing(store: Store) -> None:
+    now = datetime.now(UTC)
+    within = EventFilter(received_since=now - timedelta(hours=1), received_until=now)
+    assert (await store.list_events(within, 10, None)).items == []
+    assert await store.count_matching(within) == 0
+    assert await store.delete_matching(EventFilter(received_until=now), 10) == 0
+
+
+async def test_time_filters_find_their_range_across_the_gaps_that_deletes_leave(store: Store) -> None:
+    before = datetime.now(UTC) - timedelta(seconds=1)
+    for n in range(10):
+        await store.add(NewEvent(f"gap-{n}", b"{}"))
+    for n in range(3, 9):
+        assert await store.delete(f"gap-{n}") is not None
+    after = datetime.now(UTC) + timedelta(seconds=1)
+    since = await asyncio.wait_for(store.list_events(EventFilter(received_since=before), 20, None), 10)
+    assert [event.event_id for event in since.items] == ["gap-9", "gap-2", "gap-1", "gap-0"]
+    assert (await asyncio.wait_for(store.list_events(EventFilter(received_since=after), 20, None), 10)).items == []
+    assert await asyncio.wait_for(store.count_matching(EventFilter(received_until=after)), 10) == 4

@@ -12,6 +12,7 @@ from fastapi.openapi.utils import get_openapi
 
 from eventctl.api.schemas import PROBLEM_MEDIA_TYPE, BatchIn, BatchResult, BulkIn, EventAccepted, EventIn, Problem
 from eventctl.auth import required_scope
+from eventctl.filters import FILTER_SCHEMAS
 
 _REF = "#/components/schemas/{model}"
 
@@ -97,11 +98,22 @@ def build_openapi(app: FastAPI, *, secured: bool) -> dict[str, Any]:
             responses = operation.get("responses", {})
             if responses.pop("422", None) is not None and "400" not in responses:
                 responses["400"] = _problem("A path or query parameter is not valid.")
+    _document_filters(document["paths"]["/events"]["get"])
     schemas.pop("HTTPValidationError", None)
     schemas.pop("ValidationError", None)
     _document_access(document, secured)
     app.openapi_schema = document
     return document
+
+
+def _document_filters(operation: dict[str, Any]) -> None:
+    """The filter parameters of ``GET /events`` are checked by eventctl.filters, not by FastAPI: document
+    each with the schema that module checks (``status`` may repeat)."""
+    for parameter in operation.get("parameters", []):
+        schema = FILTER_SCHEMAS.get(parameter["name"])
+        if schema is not None:
+            repeated = parameter["name"] == "status"
+            parameter["schema"] = {"type": "array", "items": schema} if repeated else dict(schema)
 
 
 def _document_access(document: dict[str, Any], secured: bool) -> None:

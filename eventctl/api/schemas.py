@@ -7,17 +7,16 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
-from pydantic.json_schema import SkipJsonSchema
+from pydantic.json_schema import SkipJsonSchema, WithJsonSchema
 
-from eventctl.domain import EVENT_ID_FORBIDDEN, AttemptOutcome, BulkAction, Status
+from eventctl.domain import EVENT_ID_PATTERN, AttemptOutcome, BulkAction, Status
 from eventctl.domain import FORBIDDEN_IN_EVENT_ID as FORBIDDEN_IN_EVENT_ID  # the id rules, re-exported
 from eventctl.domain import MAX_EVENT_ID_LENGTH as MAX_EVENT_ID_LENGTH
 from eventctl.domain import is_possible_event_id as is_possible_event_id
-from eventctl.filters import TIME_FILTER
+from eventctl.filters import FILTER_SCHEMAS, TIME_FILTER
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 MAX_PAYLOAD_DEPTH = 64  # arrays and objects inside arrays and objects; deeper JSON breaks many consumers
-EVENT_ID_PATTERN = f"^[^{EVENT_ID_FORBIDDEN}]+$"
 CURSOR_PATTERN = "^[0-9]{1,18}$"
 
 
@@ -128,17 +127,23 @@ class AttemptList(BaseModel):
     items: list[AttemptOut] = Field(description="Oldest first.")
 
 
+# The filters' values as eventctl.filters checks them (it holds their JSON Schemas).
+FilterText = Annotated[str, WithJsonSchema(FILTER_SCHEMAS["error"])]
+FilterTime = Annotated[str, WithJsonSchema(FILTER_SCHEMAS["since"])]
+FilterStatus = Annotated[str, WithJsonSchema(FILTER_SCHEMAS["status"])]
+
+
 class BulkFilter(BaseModel):
     """The filters of ``GET /events``, by the same names. An unknown key is refused."""
 
     model_config = ConfigDict(extra="forbid")
 
-    status: Status | list[Status] | None = None
-    since: str | None = Field(default=None, description=f"Received at or after: {TIME_FILTER}.")
-    until: str | None = Field(default=None, description=f"Received before: {TIME_FILTER}.")
-    error: str | None = Field(default=None, description="A case-insensitive substring of last_error.")
-    ordering_key: str | None = None
-    id_prefix: str | None = None
+    status: FilterStatus | list[FilterStatus] | None = None
+    since: FilterTime | None = Field(default=None, description=f"Received at or after: {TIME_FILTER}.")
+    until: FilterTime | None = Field(default=None, description=f"Received before: {TIME_FILTER}.")
+    error: FilterText | None = Field(default=None, description="A case-insensitive substring of last_error.")
+    ordering_key: FilterText | None = None
+    id_prefix: FilterText | None = None
 
 
 class BulkIn(BaseModel):

@@ -175,14 +175,17 @@ def positions(conn: sqlite3.Connection, filter: EventFilter) -> Positions:
 def _first_received_at_or_after(conn: sqlite3.Connection, moment: int) -> int:
     """The position of the first event received at ``moment`` or later (one past the last if none)."""
     # Two statements: SQLite finds a bare min() or max() of the key in one step, but not both at once.
-    low = conn.execute("SELECT min(seq) FROM events").fetchone()[0] or 0
-    high = (conn.execute("SELECT max(seq) FROM events").fetchone()[0] or 0) + 1
+    low = conn.execute("SELECT min(seq) FROM events").fetchone()[0]
+    if low is None:  # no events: every position is "one past the last"
+        return 0
+    high = conn.execute("SELECT max(seq) FROM events").fetchone()[0] + 1
     while low < high:  # the answer is in [low, high]
+        middle = (low + high) // 2
         seq, received_at = conn.execute(
-            "SELECT seq, received_at FROM events WHERE seq >= ? ORDER BY seq LIMIT 1", ((low + high) // 2,)
-        ).fetchone()
+            "SELECT seq, received_at FROM events WHERE seq >= ? ORDER BY seq LIMIT 1", (middle,)
+        ).fetchone()  # a row: high is max(seq) + 1 or the seq of a row
         if received_at >= moment:
-            high = seq
+            high = middle  # no rows lie in [middle, seq): as a position, middle is seq (and it always moves)
         else:
             low = seq + 1
     return int(low)
