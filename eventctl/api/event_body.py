@@ -60,13 +60,13 @@ OrderingKey = Annotated[
         description="Events with the same key are processed one at a time, in the order they were accepted.",
     ),
 ]
-# A float type so that 5.0, an integer to JSON Schema, is decoded; documented as an integer, checked whole.
+# A float type so that 5.0, an integer to JSON Schema, is decoded; documented as an integer (event_schemas),
+# checked whole.
 DelayMs = Annotated[
     float,
     msgspec.Meta(
         ge=0,
         le=_MAX_DELAY_MS,
-        extra_json_schema={"type": "integer"},
         description="Process no earlier than this many milliseconds from now (at most 365 days). Not with deliver_at.",
     ),
 ]
@@ -101,6 +101,9 @@ def event_schemas(ref_template: str) -> dict[str, Any]:
     _, components = msgspec.json.schema_components((EventIn,), ref_template=ref_template)
     schema = components["EventIn"]
     schema["not"] = {"required": ["deliver_at", "delay_ms"]}
+    # What msgspec leaves out of an optional field's schema (it is decoded as said above):
+    schema["properties"]["deliver_at"]["format"] = "date-time"
+    schema["properties"]["delay_ms"]["type"] = "integer"  # decoded as a float, so that 5.0 is whole too
     return {"EventIn": schema}
 
 
