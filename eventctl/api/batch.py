@@ -10,17 +10,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
 import orjson
 from starlette.types import Receive, Scope, Send
 
 from eventctl.api.access import TAKE_TOKENS
-from eventctl.api.event_body import check_event, might_be_too_deep
+from eventctl.api.event_body import decode_event, sent_event_id
 from eventctl.api.intake import (
     JSON,
     Answer,
     answer_safely,
     invalid,
-    parse,
     problem,
     read_body,
     same_json,
@@ -33,6 +33,13 @@ from eventctl.ratelimit import Decision
 from eventctl.service import Service
 
 _ACCEPTED = "accepted"
+
+
+class _Envelope(msgspec.Struct):
+    events: list[msgspec.Raw]
+
+
+_ENVELOPE = msgspec.json.Decoder(_Envelope)
 
 
 class BatchEndpoint:
@@ -63,36 +70,38 @@ class BatchEndpoint:
             return unavailable("the service is shutting down; retry on another instance or later")
         if self._service.backlog_full:
             return unavailable("too many events are waiting (MAX_BACKLOG); retry later")
-        return await self._store(events, might_be_too_deep(body))
+        return await self._store(events)
 
-    def _envelope(self, body: bytes) -> tuple[list[Any] | None, Answer | None]:
-        """The items, or the 400 that the envelope earns."""
+    def _envelope(self, body: bytes) -> tuple[list[msgspec.Raw] | None, Answer | None]:
+        """The items (each still JSON text, to be decoded as an event of its own), or the 400 that the
+        envelope earns."""
         try:
-            document = parse(body)
-        except orjson.JSONDecodeError as exc:
-            return None, invalid("the body is not valid JSON", [{"detail": str(exc), "pointer": "#"}])
-        if not isinstance(document, dict):
+            events = _ENVELOPE.decode(body).events
+        except msgspec.ValidationError as exc:
+            message = str(exc)
+            if "`$.events" in message:
+                return None, _bad_envelope("events must be an array of events", "#/events")
+            if "missing required field" in message:
+                return None, _bad_envelope("events is required", "#/events")
             return None, _bad_envelope("the body must be a JSON object", "#")
-        events = document.get("events")
-        if not isinstance(events, list):
-            return None, _bad_envelope("events must be an array of events", "#/events")
+        except msgspec.DecodeError as exc:
+            return None, invalid("the body is not valid JSON", [{"detail": str(exc), "pointer": "#"}])
         if not events:
             return None, _bad_envelope("events must hold at least one event", "#/events")
         if len(events) > self._max_events:
             return None, _bad_envelope(f"events must hold at most {self._max_events} events", "#/events")
         return events, None
 
-    async def _store(self, items: list[Any], deep: bool) -> Answer:
+    async def _store(self, items: list[msgspec.Raw]) -> Answer:
         traceparent = self._traceparent()
         results: list[dict[str, Any]] = []
         new: list[NewEvent] = []  # the first valid item of each id, in request order
         first: dict[str, int] = {}  # event id -> its position in ``new``
         valid: list[tuple[dict[str, Any], NewEvent, int]] = []  # (result, event, position of its id's first)
         for index, item in enumerate(items):
-            event, errors = check_event(item, deep, traceparent)
+            event, errors = decode_event(item, traceparent)
             if event is None:
-                sent_id = item.get("event_id") if isinstance(item, dict) else None
-                results.append({"index": index, "event_id": sent_id, "status": 400, "errors": errors})
+                results.append({"index": index, "event_id": sent_event_id(item), "status": 400, "errors": errors})
                 continue
             result = {"index": index, "event_id": event.event_id}
             results.append(result)

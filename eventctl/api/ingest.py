@@ -6,16 +6,16 @@ and answers 202 only after the store committed the event. Its OpenAPI descriptio
 
 from __future__ import annotations
 
+import msgspec
 import orjson
 from starlette.types import Receive, Scope, Send
 
-from eventctl.api.event_body import check_event, might_be_too_deep
+from eventctl.api.event_body import decode_event
 from eventctl.api.intake import (
     JSON,
     Answer,
     answer_safely,
     invalid,
-    parse,
     problem,
     read_body,
     same_json,
@@ -48,10 +48,9 @@ class IngestEndpoint:
         if self._service.backlog_full:
             return unavailable("too many events are waiting (MAX_BACKLOG); retry later")
         try:
-            document = parse(body)
-        except orjson.JSONDecodeError as exc:
+            event, errors = decode_event(body, self._traceparent())
+        except msgspec.DecodeError as exc:
             return invalid("the body is not valid JSON", [{"detail": str(exc), "pointer": "#"}])
-        event, errors = check_event(document, might_be_too_deep(body), self._traceparent())
         if event is None:
             return invalid("the body is not a valid event", errors)
         event_id = event.event_id

@@ -1,11 +1,9 @@
 """What both write endpoints (``POST /events`` and ``POST /events/batch``) share: reading a body within
-``MAX_BODY_BYTES``, strict JSON in and out, and their problem answers, built without framework objects."""
+``MAX_BODY_BYTES``, comparing payloads, and their problem answers, built without framework objects."""
 
 from __future__ import annotations
 
-import json
 import logging
-import re
 from typing import Any
 
 import orjson
@@ -17,7 +15,6 @@ from eventctl.api.schemas import PROBLEM_MEDIA_TYPE
 log = logging.getLogger(__name__)
 
 JSON = b"application/json"
-_LONG_DIGITS = re.compile(rb"\d{19}")
 
 Answer = tuple[int, bytes, bytes, list[tuple[bytes, bytes]]]  # status, media type, body, extra headers
 
@@ -51,25 +48,6 @@ async def answer_safely(what: str, answering: Any, send: Send) -> None:
         log.exception("unexpected error in %s", what)
         status, media_type, body, headers = problem(500, "internal-error", "an unexpected error occurred")
     await send_response(send, status, media_type, body, headers)
-
-
-def parse(body: bytes) -> Any:
-    """The body as JSON, strictly (no NaN, no lone surrogates, no trailing data), with integers exact.
-
-    orjson turns an integer beyond 64 bits into a float, silently changing it; a body with a run of 19 or
-    more digits is therefore parsed again by the standard library, which keeps integers of any size.
-    """
-    document = orjson.loads(body)
-    if _LONG_DIGITS.search(body):
-        document = json.loads(body)
-    return document
-
-
-def dump(payload: Any) -> bytes:
-    try:
-        return orjson.dumps(payload)
-    except orjson.JSONEncodeError:  # an integer beyond 64 bits, which only parse's exact path yields
-        return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def same_json(stored: bytes, sent: bytes) -> bool:

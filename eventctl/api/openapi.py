@@ -10,7 +10,8 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from eventctl.api.schemas import PROBLEM_MEDIA_TYPE, BatchIn, BatchResult, BulkIn, EventAccepted, EventIn, Problem
+from eventctl.api.event_body import event_schemas
+from eventctl.api.schemas import PROBLEM_MEDIA_TYPE, BatchIn, BatchResult, BulkIn, EventAccepted, Problem
 from eventctl.auth import required_scope
 from eventctl.filters import FILTER_SCHEMAS
 
@@ -86,10 +87,13 @@ def build_openapi(app: FastAPI, *, secured: bool) -> dict[str, Any]:
         return app.openapi_schema
     document = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
     schemas = document.setdefault("components", {}).setdefault("schemas", {})
-    for model in (EventIn, EventAccepted, BatchIn, BatchResult, Problem, BulkIn):
+    for model in (EventAccepted, BatchIn, BatchResult, Problem, BulkIn):
         schema = model.model_json_schema(ref_template=_REF)
         schemas.update(schema.pop("$defs", {}))
         schemas[model.__name__] = schema
+    schemas.update(event_schemas(_REF.replace("{model}", "{name}")))  # the schema that validates
+    # A batch's item is an EventIn, or anything else (a 400 result of its own, not a 400 answer).
+    schemas["BatchIn"]["properties"]["events"]["items"] = {"anyOf": [{"$ref": _REF.format(model="EventIn")}, {}]}
     # A copy: the document is changed below (access answers), and CREATE_EVENT serves every app of the process.
     document["paths"].setdefault("/events", {})["post"] = copy.deepcopy(CREATE_EVENT)
     document["paths"].setdefault("/events/batch", {})["post"] = copy.deepcopy(CREATE_BATCH)

@@ -1,5 +1,5 @@
 """Pydantic models of the HTTP bodies. They document the API in OpenAPI; the hot paths build their JSON
-with orjson instead of constructing these."""
+with orjson instead of constructing these. The body of an event, which is validated, is ``event_body.EventIn``."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
-from pydantic.json_schema import SkipJsonSchema, WithJsonSchema
+from pydantic.json_schema import WithJsonSchema
 
-from eventctl.domain import EVENT_ID_PATTERN, AttemptOutcome, BulkAction, Status
 from eventctl.domain import FORBIDDEN_IN_EVENT_ID as FORBIDDEN_IN_EVENT_ID  # the id rules, re-exported
 from eventctl.domain import MAX_EVENT_ID_LENGTH as MAX_EVENT_ID_LENGTH
+from eventctl.domain import AttemptOutcome, BulkAction, Status
 from eventctl.domain import is_possible_event_id as is_possible_event_id
 from eventctl.filters import FILTER_SCHEMAS, TIME_FILTER
 
@@ -20,48 +20,13 @@ MAX_PAYLOAD_DEPTH = 64  # arrays and objects inside arrays and objects; deeper J
 CURSOR_PATTERN = "^[0-9]{1,18}$"
 
 
-class EventIn(BaseModel):
-    """The body of ``POST /events``. It is parsed as JSON whatever the Content-Type says."""
-
-    event_id: str = Field(
-        min_length=1,
-        max_length=MAX_EVENT_ID_LENGTH,
-        pattern=EVENT_ID_PATTERN,
-        description="Idempotency key: a second event with the same id is refused with 409. "
-        "No control characters, line separators or lone surrogates.",
-        examples=["evt_123"],
-    )
-    payload: Any = Field(
-        default_factory=dict,
-        description=f"Any JSON value nested at most {MAX_PAYLOAD_DEPTH} levels deep; absent, it is {{}}.",
-    )
-    model_config = ConfigDict(json_schema_extra={"not": {"required": ["deliver_at", "delay_ms"]}})
-
-    deliver_at: datetime | SkipJsonSchema[None] = Field(
-        default=None,
-        description="Process no earlier than this RFC 3339 time (with an offset), at most 365 days ahead; a "
-        "time in the past means now. Not with delay_ms.",
-    )
-    delay_ms: Annotated[int, Field(ge=0, le=365 * 86_400_000)] | SkipJsonSchema[None] = Field(
-        default=None,
-        description="Process no earlier than this many milliseconds from now (at most 365 days). Not with deliver_at.",
-    )
-    ordering_key: str | None = Field(
-        default=None,
-        min_length=1,
-        max_length=MAX_EVENT_ID_LENGTH,
-        pattern=EVENT_ID_PATTERN,
-        description="Events with the same key are processed one at a time, in the order they were accepted.",
-    )
-
-
 class BatchIn(BaseModel):
     """The body of ``POST /events/batch``: 1 to ``MAX_BATCH_EVENTS`` events, each validated as the body of
-    ``POST /events`` is."""
+    ``POST /events`` is (``eventctl.api.event_body.EventIn``). Documentation only: ``batch.py`` decodes it."""
 
     # An item is any value as far as the envelope goes: an item that is not a valid EventIn is a 400 result
     # within the 200, not a 400 answer.
-    events: list[EventIn | Any] = Field(
+    events: list[Any] = Field(
         min_length=1,
         description="1 to MAX_BATCH_EVENTS events (default 1000), each an EventIn; an invalid item is a 400 "
         "result of its own, not a 400 answer.",
