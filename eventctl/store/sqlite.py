@@ -27,7 +27,7 @@ from eventctl.errors import ConfigError, StoreUnavailable
 from eventctl.store import sqlite_statements as sql
 from eventctl.store.base import LOST_ERROR, RELEASED_ERROR, Outcome, Store, is_plain
 from eventctl.store.sqlite_schema import migrate
-from eventctl.store.sqlite_writer import Merged, SqliteWriter, WalSyncer, store_error
+from eventctl.store.sqlite_writer import MAX_MERGED, Merged, SqliteWriter, WalSyncer, store_error
 
 T = TypeVar("T")
 
@@ -220,6 +220,13 @@ class SqliteStore(Store):
             return [await self._insert_plain(events[0])]
 
         def insert(conn: sqlite3.Connection) -> list[Event | None]:
+            if all(is_plain(event) for event in events):  # a batch of plain events: one statement per 256
+                with sql.atomically(conn):
+                    return [
+                        result
+                        for start in range(0, len(events), MAX_MERGED)
+                        for result in self._insert_plain_many(conn, list(events[start : start + MAX_MERGED]))
+                    ]
             now = self._received_now()
             with sql.atomically(conn):
                 stored = [conn.execute(sql.INSERT, sql.insert_values(event, now)).rowcount == 1 for event in events]
