@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from eventctl.domain import NewEvent
+from eventctl.store import open_store
 from tests.inprocess import running_app
 
 pytestmark = pytest.mark.anyio
@@ -81,3 +83,26 @@ async def test_a_202_waits_for_the_fsync_that_covers_its_commit(
         finally:
             synced.set()
         assert (await posting).status_code == 202
+
+
+async def test_plain_inserts_queued_together_keep_their_own_answers(tmp_path: Path) -> None:
+    """Many adds at once are inserted by one statement; each caller still gets its own answer: stored, or
+    the event that holds its id (stored before, or by an earlier add of the same group: the first wins)."""
+    store = open_store(f"sqlite:///{tmp_path / 'events.db'}")
+    await store.open()
+    try:
+        assert await store.add(NewEvent("before", b'{"n":0}')) is None
+        events = [NewEvent(f"e{i}", b'{"n":1}') for i in range(300)]
+        events[10] = NewEvent("before", b'{"n":2}')
+        events[20] = NewEvent("twice", b'{"n":3}')
+        events[21] = NewEvent("twice", b'{"n":4}')
+        results = await asyncio.gather(*(store.add(event) for event in events))
+        held = {i: result for i, result in enumerate(results) if result is not None}
+        assert set(held) == {10, 21}
+        assert held[10].payload == b'{"n":0}'
+        assert held[21].payload == b'{"n":3}'
+        stored = await store.get("e299")
+        assert stored is not None
+        assert stored.payload == b'{"n":1}'
+    finally:
+        await store.close()

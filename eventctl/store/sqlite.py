@@ -27,7 +27,7 @@ from eventctl.errors import ConfigError, StoreUnavailable
 from eventctl.store import sqlite_statements as sql
 from eventctl.store.base import LOST_ERROR, RELEASED_ERROR, Outcome, Store, is_plain
 from eventctl.store.sqlite_schema import migrate
-from eventctl.store.sqlite_writer import SqliteWriter, WalSyncer, store_error
+from eventctl.store.sqlite_writer import MAX_MERGED, Merged, SqliteWriter, WalSyncer, store_error
 
 T = TypeVar("T")
 
@@ -220,6 +220,13 @@ class SqliteStore(Store):
             return [await self._insert_plain(events[0])]
 
         def insert(conn: sqlite3.Connection) -> list[Event | None]:
+            if all(is_plain(event) for event in events):  # a batch of plain events: one statement per 256
+                with sql.atomically(conn):
+                    return [
+                        result
+                        for start in range(0, len(events), MAX_MERGED)
+                        for result in self._insert_plain_many(conn, list(events[start : start + MAX_MERGED]))
+                    ]
             now = self._received_now()
             with sql.atomically(conn):
                 stored = [conn.execute(sql.INSERT, sql.insert_values(event, now)).rowcount == 1 for event in events]
@@ -239,17 +246,24 @@ class SqliteStore(Store):
         return self._last_received
 
     async def _insert_plain(self, event: NewEvent) -> Event | None:
-        """The hot path: one statement, as before keys and schedules existed."""
+        """The hot path: the plain inserts queued together go in one statement (``Merged``)."""
+        return await self._writer.run(Merged(self._insert_plain_many, event))
 
-        def insert(conn: sqlite3.Connection) -> Event | None:
-            now = self._received_now()
-            if conn.execute(
-                sql.INSERT_PLAIN, (event.event_id, event.payload, now, now, now, event.traceparent)
-            ).rowcount:
-                return None
-            return _SQL.row_to_event(conn.execute(sql.SELECT_EVENT, (event.event_id,)).fetchone())
-
-        return await self._writer.run(insert)
+    def _insert_plain_many(self, conn: sqlite3.Connection, events: list[NewEvent]) -> list[Event | None]:
+        """Insert plain events in one statement, in order; per event ``None`` if it was stored, else the event
+        that holds its id (stored before, or earlier in ``events``: the first one wins)."""
+        now = self._received_now()
+        params = [value for e in events for value in (e.event_id, e.payload, now, now, now, e.traceparent)]
+        stored = {row[0] for row in conn.execute(sql.insert_plain_many(len(events)), params)}
+        results: list[Event | None] = []
+        seen: set[str] = set()
+        for event in events:
+            if event.event_id in stored and event.event_id not in seen:
+                results.append(None)
+            else:
+                results.append(_SQL.row_to_event(conn.execute(sql.SELECT_EVENT, (event.event_id,)).fetchone()))
+            seen.add(event.event_id)
+        return results
 
     async def _replay(self, event_id: str) -> Status | None:
         def replay(conn: sqlite3.Connection) -> Status | None:

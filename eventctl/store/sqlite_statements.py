@@ -5,6 +5,7 @@ since the Unix epoch."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -65,6 +66,15 @@ INSERT_PLAIN = (
     "INSERT INTO events (event_id, payload, status, attempts, received_at, updated_at, due_at, traceparent)"
     f" VALUES (?, ?, '{Status.ACCEPTED}', 0, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING"
 )
+
+
+@functools.lru_cache(maxsize=64)
+def insert_plain_many(count: int) -> str:
+    """``INSERT_PLAIN`` for ``count`` events in one statement, returning the ids it stored."""
+    head, _, values = INSERT_PLAIN.removesuffix(" ON CONFLICT (event_id) DO NOTHING").partition(" VALUES ")
+    return f"{head} VALUES {','.join([values] * count)} ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
+
+
 INSERT = (
     "INSERT INTO events (event_id, payload, status, attempts, received_at, updated_at, due_at, traceparent,"
     f" ordering_key, deliver_at) VALUES (?, ?, '{Status.ACCEPTED}', 0, ?, ?, ?, ?, ?, ?)"

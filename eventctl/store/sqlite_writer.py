@@ -19,17 +19,35 @@ import queue
 import sqlite3
 import threading
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 from eventctl.errors import StoreUnavailable
 
 T = TypeVar("T")
+Item = TypeVar("Item")
 Operation = Callable[[sqlite3.Connection], Any]
 
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 1024  # bounds one transaction's size, and so the latency a write can add to others
+MAX_MERGED = 256  # items of one merged statement (SQLite allows 32,766 parameters in one)
 _STOP = object()
+
+
+class Merged(Generic[Item, T]):
+    """An operation on one item that the writer runs together with the others of its kind that are queued
+    next to it: ``many(conn, items)`` returns one result per item, in order (one statement for many inserts
+    instead of one each). Run alone, it is ``many`` of one item. Like any operation, ``many`` must leave the
+    database unchanged when it raises; every item of the group then gets the error."""
+
+    __slots__ = ("item", "many")
+
+    def __init__(self, many: Callable[[sqlite3.Connection, list[Item]], list[T]], item: Item) -> None:
+        self.many = many
+        self.item = item
+
+    def __call__(self, conn: sqlite3.Connection) -> T:
+        return self.many(conn, [self.item])[0]
 
 
 class _Pending:
@@ -199,15 +217,24 @@ class SqliteWriter:
         outcomes: list[Outcome] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
-            for pending in batch:
+            start = 0
+            while start < len(batch):
+                group = _group(batch, start)
+                start += len(group)
                 try:
-                    outcomes.append((pending.future, pending.operation(conn), None))
+                    operation = group[0].operation
+                    if len(group) == 1:
+                        outcomes.append((group[0].future, operation(conn), None))
+                    else:
+                        merged = [cast(Merged[Any, Any], pending.operation) for pending in group]
+                        results = merged[0].many(conn, [m.item for m in merged])
+                        outcomes.extend((p.future, r, None) for p, r in zip(group, results, strict=True))
                 except sqlite3.Error as exc:
                     if not conn.in_transaction:  # SQLite rolled back the whole batch (disk full, I/O error)
                         raise
-                    outcomes.append((pending.future, None, store_error(exc)))
+                    outcomes.extend((pending.future, None, store_error(exc)) for pending in group)
                 except Exception as exc:  # a bug in one operation must not fail its neighbours
-                    outcomes.append((pending.future, None, exc))
+                    outcomes.extend((pending.future, None, exc) for pending in group)
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             log.error("SQLite transaction failed; %d writes not committed: %s", len(batch), exc)
@@ -228,6 +255,20 @@ class SqliteWriter:
             )
         if durable:
             self._syncer.settle_after_sync(durable)
+
+
+def _group(batch: list[_Pending], start: int) -> list[_Pending]:
+    """The operations from ``start`` that run as one: a run of ``Merged`` of one kind, else just the one."""
+    first = batch[start].operation
+    if not isinstance(first, Merged):
+        return [batch[start]]
+    end = start + 1
+    while end < len(batch) and end - start < MAX_MERGED:
+        operation = batch[end].operation
+        if not isinstance(operation, Merged) or operation.many != first.many:
+            break
+        end += 1
+    return batch[start:end]
 
 
 # SQLite's primary result codes that mean the database or the disk under it failed, not our SQL. The
