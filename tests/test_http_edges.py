@@ -124,12 +124,15 @@ def test_a_request_uvicorn_cannot_parse_gets_a_400_problem(server: ServerProcess
 @pytest.fixture
 async def h11_server() -> AsyncIterator[int]:
     """uvicorn with eventctl's h11 protocol (what uvicorn runs where httptools is not installed), on a real
-    socket in this process; its port."""
+    socket in this process; its port. A kept-alive connection is closed after 1 s (uvicorn's default is 5 s), as
+    ``exchange`` reads until the server closes."""
     app = create_app(inprocess.test_settings())
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     sock.listen()
-    config = uvicorn.Config(app, http=EventctlH11Protocol, lifespan="on", log_config=None, access_log=False)
+    config = uvicorn.Config(
+        app, http=EventctlH11Protocol, lifespan="on", log_config=None, access_log=False, timeout_keep_alive=1
+    )
     server = uvicorn.Server(config)
     serving = asyncio.ensure_future(server.serve([sock]))
     for _ in range(1500):
