@@ -177,7 +177,11 @@ async def test_postgresql_stopped_under_load_loses_no_accepted_event_and_service
 ) -> None:
     """A claim whose completion the outage cut off is taken again when its lease ends: a short one, so that
     the wait for every event to be processed is seconds, not the default 30."""
-    settings = {"DATABASE_URL": private_postgres.url, "PROCESSING_DELAY_MS": 0, "LEASE_SECONDS": 2}
+    settings: dict[str, SettingValue] = {
+        "DATABASE_URL": private_postgres.url,
+        "PROCESSING_DELAY_MS": 0,
+        "LEASE_SECONDS": 2,
+    }
     instances = started_together([servers.start_with(settings, wait_ready=False) for _ in range(2)])
     accepted: set[str] = set()
     codes: collections.Counter[int] = collections.Counter()
