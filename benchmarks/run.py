@@ -8,6 +8,8 @@ Sections:
 - ingest: POST /events with unique ids from wrk (64 connections), eventctl against minimal in-memory servers
   (the Go seed server, FastAPI apps), interleaved A B C A B C, median of the rounds; requests/s, p50, p99, ratio
   to the Go seed server (the baseline; built from benchmarks/seed_server with Debian's golang-go).
+- slowdisk: durable ingest with 2 ms added to every fsync (strace fault injection) against the fast disk.
+- batch: POST /events/batch, 100 events a request, in events/s, against the Go seed server's per-request rate.
 - drain: time to process N stored events with a no-op handler, SQLite and PostgreSQL, with the attempt
   history on (as shipped) and off, interleaved.
 - store: the cost per event of each write an event needs (add, claim, complete), through the store alone.
@@ -29,6 +31,7 @@ import contextlib
 import os
 import re
 import shutil
+import signal
 import socket
 import sqlite3
 import statistics
@@ -125,9 +128,11 @@ class WrkResult:
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 
 
-def run_wrk(port: int, duration: int, connections: int = 64) -> WrkResult:
-    command = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(HERE / "post.lua"),
-               f"http://127.0.0.1:{port}/events"]  # fmt: skip
+def run_wrk(
+    port: int, duration: int, connections: int = 64, script: str = "post.lua", path: str = "/events"
+) -> WrkResult:
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(HERE / script),
+               f"http://127.0.0.1:{port}{path}"]  # fmt: skip
     output = subprocess.run(pin(command, 1), capture_output=True, text=True, check=True).stdout
 
     def latency(percent: str) -> float:
@@ -215,6 +220,104 @@ def bench_ingest(sizes: Sizes, scratch: Path) -> None:
         print(f"{name:48} {rate:9.0f} {p50:8.2f} {p99:8.2f} {rate / baseline:11.2f}x {non_2xx:8d} {share:>10}")
 
 
+# -- slow disk ---------------------------------------------------------------------------------------------
+
+SLOW_FSYNC_US = 2000
+_STRACE = ["strace", "-f", "-qq", "--seccomp-bpf", "-e", "trace=fsync,fdatasync",
+           "-e", f"inject=fsync,fdatasync:delay_exit={SLOW_FSYNC_US}"]  # fmt: skip
+
+
+@contextlib.contextmanager
+def serving_group(command: list[str], env: dict[str, str], port: int) -> Iterator[subprocess.Popen[bytes]]:
+    """``serving`` for a server started under a tracer: in its own process group, stopped as a group (SIGTERM
+    to all of it, then SIGKILL), so that neither the tracer nor the traced server outlives the run."""
+    process = subprocess.Popen(pin(command, 0), env={**os.environ, **env}, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, cwd=HERE, start_new_session=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            with contextlib.suppress(httpx.TransportError):
+                httpx.get(f"http://127.0.0.1:{port}/health", timeout=1)
+                break
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{command} did not start")
+            time.sleep(0.1)
+        yield process
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def bench_slowdisk(sizes: Sizes, scratch: Path) -> None:
+    """Durable ingest with 2 ms added to every fsync and fdatasync (strace fault injection) against the same
+    server on the disk as it is, interleaved, median of the rounds."""
+    if shutil.which("strace") is None:
+        print("\n## slowdisk: skipped, strace is needed (Debian package strace)")
+        return
+    results: dict[str, list[WrkResult]] = {
+        "fast disk (as it is)": [],
+        f"slow disk (+{SLOW_FSYNC_US // 1000} ms/fsync)": [],
+    }
+    for _ in range(sizes.rounds):
+        for name, prefix in zip(results, ([], _STRACE), strict=True):
+            port = free_port()
+            env = eventctl_env(port, f"sqlite:///{scratch / f'slow-{uuid.uuid4().hex}.db'}", LOG_LEVEL="warning")
+            with serving_group([*prefix, *eventctl_command()], env, port):
+                results[name].append(run_wrk(port, sizes.duration))
+    fast = statistics.median(r.requests_per_second for r in results["fast disk (as it is)"])
+    print(f"\n## slowdisk: durable POST /events, 64 connections, median of {sizes.rounds} x {sizes.duration}s")
+    print(f"{'disk':34} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'vs fast':>8} {'non-2xx':>8}")
+    for name, runs in results.items():
+        rate = statistics.median(r.requests_per_second for r in runs)
+        p50 = statistics.median(r.p50_ms for r in runs)
+        p99 = statistics.median(r.p99_ms for r in runs)
+        non_2xx = sum(r.non_2xx for r in runs)
+        print(f"{name:34} {rate:9.0f} {p50:8.2f} {p99:8.2f} {rate / fast:7.2f}x {non_2xx:8d}")
+
+
+# -- batch ------------------------------------------------------------------------------------------------
+
+BATCH_EVENTS = 100  # as benchmarks/batch.lua sends them, about 110 bytes each
+
+
+def bench_batch(sizes: Sizes, scratch: Path) -> None:
+    """POST /events/batch (100 events a request, durable, the worker processing meanwhile) in events/s,
+    against the Go seed server's per-request rate in the same run, interleaved, median of the rounds."""
+    seed_server = build_seed_server(scratch)
+    go: list[WrkResult] = []
+    batch: list[WrkResult] = []
+    processed: list[float] = []
+    for _ in range(sizes.rounds):
+        port = free_port()
+        with serving([str(seed_server)], {"PORT": str(port), "PROCESSING_DELAY_MS": "0"}, port):
+            go.append(run_wrk(port, sizes.duration))
+        port = free_port()
+        database = scratch / f"batch-{uuid.uuid4().hex}.db"
+        with serving(eventctl_command(), eventctl_env(port, f"sqlite:///{database}", LOG_LEVEL="warning"), port):
+            batch.append(run_wrk(port, sizes.duration, connections=16, script="batch.lua", path="/events/batch"))
+        processed.append(processed_share(database))
+    baseline = statistics.median(r.requests_per_second for r in go)
+    print(f"\n## batch: POST /events/batch, {BATCH_EVENTS} events a request, durable, processing meanwhile,")
+    print(f"median of {sizes.rounds} x {sizes.duration}s; against the Go seed server's POST /events (64 connections)")
+    header = f"{'server':48} {'req/s':>9} {'events/s':>10} {'p99 ms':>8} {'vs baseline':>12} {'non-2xx':>8}"
+    print(f"{header} {'processed':>10}")
+    go_p99 = statistics.median(r.p99_ms for r in go)
+    print(f"{'Go seed server, POST /events (baseline)':48} {baseline:9.0f} {baseline:10.0f} {go_p99:8.2f} {1:11.2f}x"
+          f" {sum(r.non_2xx for r in go):8d} {'-':>10}")  # fmt: skip
+    rate = statistics.median(r.requests_per_second for r in batch)
+    events = rate * BATCH_EVENTS
+    p99 = statistics.median(r.p99_ms for r in batch)
+    share = statistics.median(processed)
+    print(f"{'eventctl, SQLite durable, POST /events/batch':48} {rate:9.0f} {events:10.0f} {p99:8.2f}"
+          f" {events / baseline:11.2f}x {sum(r.non_2xx for r in batch):8d} {share:9.0%}")  # fmt: skip
+
+
 # -- drain ------------------------------------------------------------------------------------------------
 
 
@@ -247,27 +350,28 @@ def wait_until_drained(port: int, count: int, timeout: float = 600) -> None:
     raise RuntimeError("the drain did not finish")
 
 
-def drain_seconds_sqlite(path: Path) -> tuple[int, float]:
+def drained_sqlite(path: Path) -> tuple[int, float, float]:
+    """(processed events, the first and the last processed_at as Unix seconds)."""
     with contextlib.closing(sqlite3.connect(path)) as conn:
         count, first, last = conn.execute(
             "SELECT count(*), min(processed_at), max(processed_at) FROM events WHERE status = 'processed'"
         ).fetchone()
-    return count, (last - first) / 1_000_000
+    return count, first / 1_000_000, last / 1_000_000
 
 
-async def drain_seconds_postgres(url: str) -> tuple[int, float]:
+async def drained_postgres(url: str) -> tuple[int, float, float]:
     import asyncpg
 
     conn = await asyncpg.connect(url)
     try:
         row = await conn.fetchrow(
-            "SELECT count(*) AS n, EXTRACT(EPOCH FROM max(processed_at) - min(processed_at)) AS seconds"
-            " FROM eventctl_events WHERE status = 'processed'"
+            "SELECT count(*) AS n, EXTRACT(EPOCH FROM min(processed_at)) AS first,"
+            " EXTRACT(EPOCH FROM max(processed_at)) AS last FROM eventctl_events WHERE status = 'processed'"
         )
     finally:
         await conn.close()
     assert row is not None
-    return int(row["n"]), float(row["seconds"])
+    return int(row["n"]), float(row["first"]), float(row["last"])
 
 
 @contextlib.contextmanager
@@ -296,47 +400,63 @@ def postgres_schema() -> Iterator[str | None]:
         asyncio.run(execute(f"DROP SCHEMA {schema} CASCADE"))
 
 
-def drain_once(database_url: str, count: int, **extra: str) -> tuple[int, float]:
-    """Fill a store with ``count`` events, serve it until nothing waits; (processed, seconds from the first
-    processed to the last)."""
+@dataclass(frozen=True)
+class Drain:
+    processed: int
+    from_start: float  # seconds from the start of the process to the last event processed: start-up counts
+    steady: float  # seconds from the first event processed to the last
+
+    @property
+    def rate(self) -> float:
+        return self.processed / self.from_start
+
+
+def drain_once(database_url: str, count: int, **extra: str) -> Drain:
+    """Fill a store with ``count`` events, then start a server on it and serve until nothing waits. The clock
+    starts just before the process is started and stops at the last processed_at the store recorded."""
     asyncio.run(fill(database_url, count))
     port = free_port()
+    started = time.time()
     with serving(eventctl_command(), eventctl_env(port, database_url, LOG_LEVEL="warning", **extra), port):
         wait_until_drained(port, count)
     if database_url.startswith("sqlite:///"):
-        return drain_seconds_sqlite(Path(database_url.removeprefix("sqlite:///")))
-    return asyncio.run(drain_seconds_postgres(database_url))
+        processed, first, last = drained_sqlite(Path(database_url.removeprefix("sqlite:///")))
+    else:
+        processed, first, last = asyncio.run(drained_postgres(database_url))
+    return Drain(processed, last - started, last - first)
 
 
 def bench_drain(sizes: Sizes, scratch: Path) -> None:
     """Each store drains with the attempt history on (as shipped) and off, interleaved, median of the rounds:
-    the history's cost is their ratio."""
+    the history's cost is their ratio. The rate counts from the start of the process (start-up included);
+    the steady rate from the first event processed."""
     count = sizes.drain_events
     print(f"\n## drain: {count:,} stored events, no-op handler (PROCESSING_DELAY_MS=0), median of {sizes.rounds}")
-    print(f"{'store':34} {'seconds':>9} {'events/s':>10} {'vs history off':>15}")
+    print("(events/s from the start of the process until nothing waits; steady: from the first event processed)")
+    print(f"{'store':34} {'seconds':>9} {'events/s':>10} {'steady/s':>10} {'vs history off':>15}")
     stores: list[tuple[str, Callable[[], contextlib.AbstractContextManager[str | None]]]] = [
         ("SQLite", lambda: sqlite_file(scratch)),
         ("PostgreSQL", postgres_schema),
     ]
     for name, database in stores:
-        rates: dict[str, list[float]] = {"on": [], "off": []}
-        seconds: dict[str, list[float]] = {"on": [], "off": []}
+        drains: dict[str, list[Drain]] = {"on": [], "off": []}
         for _ in range(sizes.rounds):
             for history in ("on", "off"):
                 with database() as url:
                     if url is None:
                         print(f"{name:34} skipped: no server at EVENTCTL_BENCH_DATABASE_URL={PG_URL}")
                         break
-                    processed, taken = drain_once(url, count, ATTEMPT_HISTORY=history)
-                rates[history].append(processed / taken)
-                seconds[history].append(taken)
-        if not rates["off"]:
+                    drains[history].append(drain_once(url, count, ATTEMPT_HISTORY=history))
+        if not drains["off"]:
             continue
-        off = statistics.median(rates["off"])
+        off = statistics.median(d.rate for d in drains["off"])
         for history in ("on", "off"):
-            rate = statistics.median(rates[history])
+            runs = drains[history]
+            rate = statistics.median(d.rate for d in runs)
+            steady = statistics.median(d.processed / d.steady for d in runs)
+            seconds = statistics.median(d.from_start for d in runs)
             label = f"{name}, history {history}" + (" (as shipped)" if history == "on" else "")
-            print(f"{label:34} {statistics.median(seconds[history]):9.2f} {rate:10.0f} {rate / off:14.2f}x")
+            print(f"{label:34} {seconds:9.2f} {rate:10.0f} {steady:10.0f} {rate / off:14.2f}x")
 
 
 @contextlib.contextmanager
@@ -377,15 +497,80 @@ async def store_costs(database_url: str, count: int) -> dict[str, float]:
     }
 
 
+def bare_sqlite_costs(path: Path, count: int, batch: int = 100) -> dict[str, float]:
+    """The floor for ``store_costs``: a bare sqlite3 loop doing the same three writes with the same SQL, on
+    the same schema, ``batch`` events per transaction, and none of the store's machinery (no writer thread,
+    no futures, no event loop). Durable as the store is: the inserts' commits are fsync'd
+    (synchronous=FULL), the claims' and completions' are not (NORMAL), in WAL mode."""
+    from eventctl.store import sqlite_statements as sql
+    from eventctl.store.sqlite_schema import migrate
+
+    complete_sql = sql.outcome_statements(True)[0]
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        migrate(conn)
+        conn.execute(sql.NO_HISTORY_TRIGGER)
+        conn.execute(sql.HISTORY_TRIGGER)
+        payload = b'{"order":1}'
+        started = time.perf_counter()
+        for start in range(0, count, batch):
+            now = time.time_ns() // 1000
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany(
+                sql.INSERT_PLAIN, [(f"floor-{i}", payload, now, now, now, None) for i in range(start, start + batch)]
+            )
+            conn.execute("COMMIT")
+        added = time.perf_counter()
+        conn.execute("PRAGMA synchronous=NORMAL")
+        claims: list[tuple[str, int]] = []
+        while True:
+            now = time.time_ns() // 1000
+            conn.execute("BEGIN IMMEDIATE")
+            rows = conn.execute(sql.CLAIM, (1, now + 300_000_000, now, now, batch)).fetchall()
+            conn.execute("COMMIT")
+            if not rows:
+                break
+            claims.extend((row[0], 1) for row in rows)
+        claimed = time.perf_counter()
+        for start in range(0, len(claims), batch):
+            now = time.time_ns() // 1000
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany(
+                complete_sql,
+                [(None, None, now, now, event_id, token) for event_id, token in claims[start : start + batch]],
+            )
+            conn.execute("COMMIT")
+        completed = time.perf_counter()
+    finally:
+        conn.close()
+    return {
+        "add": (added - started) / count,
+        "claim": (claimed - added) / count,
+        "complete": (completed - claimed) / count,
+    }
+
+
 def bench_store(sizes: Sizes, scratch: Path) -> None:
+    """The store's cost per event beside the bare-SQLite floor, interleaved, median of the rounds."""
     count = sizes.drain_events // 2
-    costs = asyncio.run(store_costs(f"sqlite:///{scratch / 'store-costs.db'}", count))
+    store_runs: list[dict[str, float]] = []
+    floor_runs: list[dict[str, float]] = []
+    for _ in range(sizes.rounds):
+        store_runs.append(asyncio.run(store_costs(f"sqlite:///{scratch / f'store-{uuid.uuid4().hex}.db'}", count)))
+        floor_runs.append(bare_sqlite_costs(scratch / f"floor-{uuid.uuid4().hex}.db", count))
     print(f"\n## store: the writes one event costs, SQLite, {count:,} events, no HTTP (in this process, not pinned)")
-    print(f"{'write':12} {'us/event':>9} {'events/s':>10}")
-    for name, seconds in costs.items():
-        print(f"{name:12} {seconds * 1e6:9.1f} {1 / seconds:10.0f}")
-    total = sum(costs.values())
-    print(f"{'all three':12} {total * 1e6:9.1f} {1 / total:10.0f}")
+    print(f"(median of {sizes.rounds}; floor: a bare sqlite3 loop, same SQL and schema, batches of 100, same run)")
+    print(f"{'write':12} {'us/event':>9} {'events/s':>10} {'floor us':>9} {'vs floor':>9}")
+    for name in ("add", "claim", "complete", "all three"):
+        seconds = statistics.median(_cost(run, name) for run in store_runs)
+        floor = statistics.median(_cost(run, name) for run in floor_runs)
+        print(f"{name:12} {seconds * 1e6:9.1f} {1 / seconds:10.0f} {floor * 1e6:9.1f} {seconds / floor:8.2f}x")
+
+
+def _cost(run: dict[str, float], name: str) -> float:
+    return sum(run.values()) if name == "all three" else run[name]
 
 
 async def claim_latencies(database_url: str, plain: int, parked: int) -> list[float]:
@@ -657,6 +842,8 @@ def bench_cli(sizes: Sizes, scratch: Path) -> None:
 
 SECTIONS = {
     "ingest": bench_ingest,
+    "slowdisk": bench_slowdisk,
+    "batch": bench_batch,
     "drain": bench_drain,
     "store": bench_store,
     "claims": bench_claims,
@@ -671,8 +858,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smaller numbers, to check the benchmarks run")
     parser.add_argument("--only", default=",".join(SECTIONS), help="comma-separated sections to run")
     args = parser.parse_args()
-    if shutil.which("wrk") is None and {"ingest", "scale"} & set(args.only.split(",")):
-        sys.exit("wrk is needed for the ingest and scale sections (Debian package wrk)")
+    if shutil.which("wrk") is None and {"ingest", "slowdisk", "batch", "scale"} & set(args.only.split(",")):
+        sys.exit("wrk is needed for the ingest, slowdisk, batch and scale sections (Debian package wrk)")
     sizes = QUICK if args.quick else FULL
     print(f"eventctl benchmarks on {os.cpu_count()} cores; servers pinned to core 0, wrk to core 1: {PINNED}")
     with tempfile.TemporaryDirectory(prefix="eventctl-bench-") as scratch:

@@ -20,7 +20,7 @@ MIN_KEY_LENGTH = 16
 class Scope(enum.StrEnum):
     WRITE = "events:write"  # POST /events
     READ = "events:read"  # GET /events, GET /events/{id}
-    ADMIN = "admin"  # POST /events/{id}/replay, and everything the other scopes allow
+    ADMIN = "admin"  # replay, delete, bulk actions, and everything the other scopes allow
 
 
 OPEN_PATHS = frozenset({"/health", "/ready", "/metrics", "/docs", "/openapi.json"})
@@ -35,6 +35,8 @@ def required_scope(method: str, path: str) -> Scope | None:
         return Scope.WRITE
     if method == "POST" and path.startswith("/events/") and path.endswith("/replay"):
         return Scope.ADMIN
+    if (method == "POST" and path == "/events/bulk") or (method == "DELETE" and path.startswith("/events/")):
+        return Scope.ADMIN
     return Scope.READ
 
 
@@ -45,8 +47,9 @@ class ApiKey:
 
     @property
     def fingerprint(self) -> str:
-        """Safe to log and to key a rate limit by: it does not reveal the key."""
-        return self.digest.hex()[:12]
+        """The first 8 hex digits of the key's SHA-256: safe to log and to key a rate limit by, it does not
+        reveal the key."""
+        return self.digest.hex()[:8]
 
     def allows(self, scope: Scope) -> bool:
         return scope in self.scopes or Scope.ADMIN in self.scopes

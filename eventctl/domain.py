@@ -23,6 +23,18 @@ class Status(enum.StrEnum):
 TERMINAL_STATUSES = frozenset({Status.PROCESSED, Status.FAILED})
 QUEUE_STATUSES = (Status.ACCEPTED, Status.PROCESSING, Status.RETRYING, Status.FAILED)
 
+MAX_EVENT_ID_LENGTH = 256
+# Characters an event id may not hold: control characters (C0, DEL, C1) and line and paragraph separators.
+# Ids travel in headers, logs and URLs, which these would break or forge. (Lone surrogates, which no UTF-8
+# text can hold, are refused too; JSON Schema tools cannot express that, so the pattern leaves them out.)
+EVENT_ID_FORBIDDEN = r"\x00-\x1f\x7f-\x9f\u2028\u2029"
+FORBIDDEN_IN_EVENT_ID = re.compile(f"[{EVENT_ID_FORBIDDEN}\\ud800-\\udfff]")  # and lone surrogates
+
+
+def is_possible_event_id(event_id: str) -> bool:
+    """Whether some stored event could have this id: what ``POST /events`` accepts as ``event_id``."""
+    return 0 < len(event_id) <= MAX_EVENT_ID_LENGTH and FORBIDDEN_IN_EVENT_ID.search(event_id) is None
+
 
 @dataclass(frozen=True, slots=True)
 class NewEvent:

@@ -4,6 +4,8 @@ after that transaction's fate is known (the real app in process, on a SQLite fil
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import sqlite3
 import threading
 from pathlib import Path
@@ -46,3 +48,36 @@ async def test_a_failed_transaction_answers_503_to_every_request_in_it_and_store
         for i in range(50):
             assert (await client.get(f"/events/blocked{i}")).status_code == 404
         assert (await client.post("/events", json={"event_id": "blocked0"})).status_code == 202  # it recovers
+
+
+async def test_a_202_waits_for_the_fsync_that_covers_its_commit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The insert is committed (another connection reads it) while the WAL's fsync is held back: the 202 is
+    not sent until that fsync returns."""
+    database = tmp_path / "events.db"
+    synced, entered = threading.Event(), threading.Event()
+    real_fdatasync = os.fdatasync
+
+    def held_fdatasync(descriptor: int) -> None:
+        entered.set()
+        synced.wait(30)
+        real_fdatasync(descriptor)
+
+    async with running_app(database_url=f"sqlite:///{database}") as running:
+        monkeypatch.setattr(os, "fdatasync", held_fdatasync)
+        posting = asyncio.ensure_future(running.client.post("/events", json={"event_id": "held"}))
+        try:
+            assert await asyncio.to_thread(entered.wait, 10)
+
+            def status() -> str | None:
+                with contextlib.closing(sqlite3.connect(database)) as conn:
+                    row = conn.execute("SELECT status FROM events WHERE event_id = 'held'").fetchone()
+                return None if row is None else str(row[0])
+
+            assert await asyncio.to_thread(status) == "accepted"  # committed before the fsync began
+            await asyncio.sleep(0.3)
+            assert not posting.done()
+        finally:
+            synced.set()
+        assert (await posting).status_code == 202

@@ -13,6 +13,8 @@ from eventctl.api.schemas import PROBLEM_MEDIA_TYPE
 from eventctl.auth import ApiKey, identify, required_scope
 from eventctl.ratelimit import RateLimit, TokenBuckets
 
+KEY_FINGERPRINT = "eventctl.key_fingerprint"  # the ASGI scope entry naming the caller's key
+
 
 class AccessControl:
     """With ``keys``: 401 without a known key, 403 without the scope. With ``limit``: 429 past it."""
@@ -40,6 +42,7 @@ class AccessControl:
                 await _refuse(send, 403, "forbidden", f"this API key lacks the {needed.value} scope")
                 return
             identity = key.fingerprint
+            scope[KEY_FINGERPRINT] = identity  # who asked, for the routes that log it (bulk actions)
         else:
             client = scope.get("client")
             identity = client[0] if client else "unknown"

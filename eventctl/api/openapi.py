@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from eventctl.api.schemas import PROBLEM_MEDIA_TYPE, EventAccepted, EventIn, Problem
+from eventctl.api.schemas import PROBLEM_MEDIA_TYPE, BulkIn, EventAccepted, EventIn, Problem
 from eventctl.auth import required_scope
 
 _REF = "#/components/schemas/{model}"
@@ -61,7 +61,7 @@ def build_openapi(app: FastAPI, *, secured: bool) -> dict[str, Any]:
         return app.openapi_schema
     document = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
     schemas = document.setdefault("components", {}).setdefault("schemas", {})
-    for model in (EventIn, EventAccepted, Problem):
+    for model in (EventIn, EventAccepted, Problem, BulkIn):
         schema = model.model_json_schema(ref_template=_REF)
         schemas.update(schema.pop("$defs", {}))
         schemas[model.__name__] = schema

@@ -17,6 +17,7 @@ from starlette.types import Send
 from eventctl.api.openapi import documented_methods
 from eventctl.api.schemas import PROBLEM_MEDIA_TYPE
 from eventctl.errors import StoreUnavailable
+from eventctl.filters import FilterError
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,11 @@ def problem_response(
         media_type=PROBLEM_MEDIA_TYPE,
         headers=headers,
     )
+
+
+def invalid_filter_response(error: FilterError, pointer_prefix: str) -> Response:
+    """400 naming each bad filter parameter; pointers are ``pointer_prefix`` + the parameter name."""
+    return problem_response(400, "invalid-filter", "the filter is not valid", errors=error.errors(pointer_prefix))
 
 
 def unavailable_response(detail: str) -> Response:

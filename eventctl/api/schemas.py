@@ -3,29 +3,21 @@ with orjson instead of constructing these."""
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from eventctl.domain import Status
+from eventctl.domain import EVENT_ID_FORBIDDEN, AttemptOutcome, BulkAction, Status
+from eventctl.domain import FORBIDDEN_IN_EVENT_ID as FORBIDDEN_IN_EVENT_ID  # the id rules, re-exported
+from eventctl.domain import MAX_EVENT_ID_LENGTH as MAX_EVENT_ID_LENGTH
+from eventctl.domain import is_possible_event_id as is_possible_event_id
+from eventctl.filters import TIME_FILTER
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
-MAX_EVENT_ID_LENGTH = 256
 MAX_PAYLOAD_DEPTH = 64  # arrays and objects inside arrays and objects; deeper JSON breaks many consumers
-# Characters an event id may not hold: control characters (C0, DEL, C1) and line and paragraph separators.
-# Ids travel in headers, logs and URLs, which these would break or forge. (Lone surrogates, which no UTF-8
-# text can hold, are refused too; JSON Schema tools cannot express that, so the pattern leaves them out.)
-EVENT_ID_FORBIDDEN = r"\x00-\x1f\x7f-\x9f\u2028\u2029"
 EVENT_ID_PATTERN = f"^[^{EVENT_ID_FORBIDDEN}]+$"
-FORBIDDEN_IN_EVENT_ID = re.compile(f"[{EVENT_ID_FORBIDDEN}\\ud800-\\udfff]")  # and lone surrogates
 CURSOR_PATTERN = "^[0-9]{1,18}$"
-
-
-def is_possible_event_id(event_id: str) -> bool:
-    """Whether some stored event could have this id: what ``POST /events`` accepts as ``event_id``."""
-    return 0 < len(event_id) <= MAX_EVENT_ID_LENGTH and FORBIDDEN_IN_EVENT_ID.search(event_id) is None
 
 
 class EventIn(BaseModel):
@@ -60,11 +52,61 @@ class EventOut(BaseModel):
     processed_at: datetime | None
     next_attempt_at: datetime | None
     last_error: str | None
+    ordering_key: str | None = Field(description="Events of one key are processed one at a time, in order.")
+    blocked_by: str | None = Field(
+        description="For an event waiting behind its ordering key: the id of the key's earliest unfinished "
+        "event; null otherwise."
+    )
 
 
 class EventList(BaseModel):
     items: list[EventOut]
     next_cursor: str | None = Field(description="Pass as cursor to get the next page; null on the last page.")
+
+
+class AttemptOut(BaseModel):
+    attempt: int
+    started_at: datetime
+    finished_at: datetime | None = Field(description="Null for a lost attempt, whose end nobody saw.")
+    outcome: AttemptOutcome
+    error: str | None
+    duration_ms: float | None = Field(description="The handler's own time; null when it did not finish.")
+    response_status: int | None = Field(description="The webhook's HTTP answer; null for other handlers.")
+
+
+class AttemptList(BaseModel):
+    items: list[AttemptOut] = Field(description="Oldest first.")
+
+
+class BulkFilter(BaseModel):
+    """The filters of ``GET /events``, by the same names. An unknown key is refused."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: Status | list[Status] | None = None
+    since: str | None = Field(default=None, description=f"Received at or after: {TIME_FILTER}.")
+    until: str | None = Field(default=None, description=f"Received before: {TIME_FILTER}.")
+    error: str | None = Field(default=None, description="A case-insensitive substring of last_error.")
+    ordering_key: str | None = None
+    id_prefix: str | None = None
+
+
+class BulkIn(BaseModel):
+    """The body of ``POST /events/bulk``. ``filter`` is required (``{}`` selects every event the action may
+    change); an unknown key is refused."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    action: BulkAction = Field(description="replay changes failed events; delete, processed and failed ones.")
+    filter: BulkFilter
+    dry_run: bool = Field(default=False, description="Count what would change; change nothing.")
+
+
+class BulkOut(BaseModel):
+    action: BulkAction
+    matched: int = Field(description="Events the filter selects that the action may change.")
+    changed: int = Field(description="Events the action changed; 0 in a dry run.")
+    dry_run: bool
 
 
 class Health(BaseModel):

@@ -8,12 +8,26 @@ from __future__ import annotations
 import contextlib
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
 from eventctl import __version__, auth
 from eventctl.cli import render
+from eventctl.cli.bulk import (
+    DryRunOption,
+    ErrorOption,
+    IdPrefixOption,
+    OrderingKeyOption,
+    SinceOption,
+    StatusOption,
+    UntilOption,
+    YesOption,
+    bulk_action,
+    chosen_filters,
+    delete,
+    purge,
+)
 from eventctl.cli.common import (
     EXIT_REFUSED,
     ApiKeyOption,
@@ -30,13 +44,7 @@ from eventctl.cli.common import (
 from eventctl.cli.send import send
 from eventctl.cli.serve import serve
 from eventctl.client.defaults import DEFAULT_TIMEOUT_SECONDS, DEFAULT_URL
-from eventctl.client.errors import Conflict
 from eventctl.settings import Settings
-
-if TYPE_CHECKING:  # the client loads httpx, which --help does not need
-    from eventctl.client import Client
-
-REPLAY_PAGE_SIZE = 500
 
 app = typer.Typer(
     name="eventctl",
@@ -77,23 +85,26 @@ def status(
     as_json: JsonOption = False,
     timeout: TimeoutOption = DEFAULT_TIMEOUT_SECONDS,
 ) -> None:
-    """Show one event: status, attempts, times, last error and payload."""
+    """Show one event: status, attempts, times, last error and payload, then its attempt timeline."""
     with client(url, api_key, timeout, as_json) as service, answers(as_json):
         event = service.get(event_id)
+        attempts = None if as_json else service.attempts(event_id)
     if as_json:
         render.json_line(event.raw)
     else:
         render.event(event)
+        assert attempts is not None
+        render.attempts(attempts)
 
 
 @app.command(cls=Command)
 def events(
-    status_filter: Annotated[
-        str | None,
-        typer.Option(
-            "--status", "-s", help="Only events with this status (accepted, processing, retrying, processed, failed)."
-        ),
-    ] = None,
+    status_filter: StatusOption = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
+    error: ErrorOption = None,
+    ordering_key: OrderingKeyOption = None,
+    id_prefix: IdPrefixOption = None,
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=500, help="How many, newest first.")] = 50,
     cursor: Annotated[
         str | None, typer.Option("--cursor", help="Continue after a previous page.", show_default=False)
@@ -103,9 +114,10 @@ def events(
     as_json: JsonOption = False,
     timeout: TimeoutOption = DEFAULT_TIMEOUT_SECONDS,
 ) -> None:
-    """List events, newest first, one page (--limit) at a time."""
+    """List the events the filters select, newest first, one page (--limit) at a time."""
+    filters = chosen_filters(status_filter, since, until, error, ordering_key, id_prefix)
     with client(url, api_key, timeout, as_json) as service, answers(as_json):
-        page = service.events_page(cursor=cursor, limit=limit, status=status_filter)
+        page = service.events_page(cursor=cursor, limit=limit, **filters)
     if as_json:
         render.json_line(page.raw)
     else:
@@ -115,27 +127,43 @@ def events(
 @app.command(cls=Command)
 def replay(
     event_id: Annotated[str | None, typer.Argument(help="The failed event to replay.", show_default=False)] = None,
-    all_failed: Annotated[bool, flag("--all-failed", help="Replay every failed event.")] = False,
+    all_failed: Annotated[bool, flag("--all-failed", help="Replay every failed event, without asking.")] = False,
+    status_filter: StatusOption = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
+    error: ErrorOption = None,
+    ordering_key: OrderingKeyOption = None,
+    id_prefix: IdPrefixOption = None,
+    dry_run: DryRunOption = False,
+    yes: YesOption = False,
     url: UrlOption = DEFAULT_URL,
     api_key: ApiKeyOption = None,
     as_json: Annotated[
         bool,
         flag(
             "--json",
-            help='One event: the service\'s answer. --all-failed: {"replayed": N}. A problem document on error.',
+            help="One event: the service's answer. --all-failed: {\"replayed\": N}. Filters: the bulk action's"
+            " answer. A problem document on error.",
         ),
     ] = False,
     timeout: TimeoutOption = DEFAULT_TIMEOUT_SECONDS,
 ) -> None:
-    """Put a failed event (or, with --all-failed, every one) back to accepted, attempts reset."""
-    if (event_id is None) == (not all_failed):
-        raise usage_error("give either an EVENT_ID or --all-failed")
+    """Put failed events back to accepted, attempts reset: one (EVENT_ID), every one (--all-failed), or those
+    the filters select (asks first, showing how many, unless --yes). Needs an admin key."""
+    filters = chosen_filters(status_filter, since, until, error, ordering_key, id_prefix)
+    if sum((event_id is not None, all_failed, bool(filters))) != 1:
+        raise usage_error("give one of: an EVENT_ID, --all-failed, or filters (--status, --since, --error...)")
+    if (dry_run or yes) and not filters:
+        raise usage_error("--dry-run and --yes go with filters")
     with client(url, api_key, timeout, as_json) as service, answers(as_json):
+        if filters:
+            bulk_action(service, "replay", filters, dry_run=dry_run, yes=yes, as_json=as_json)
+            return
         if event_id is not None:
             service.replay(event_id)
             replayed = None
         else:
-            replayed = _replay_all_failed(service)
+            replayed = service.bulk("replay").changed
     if replayed is None:
         assert event_id is not None
         if as_json:
@@ -148,17 +176,8 @@ def replay(
         render.counts("replay --all-failed", {"replayed": replayed})
 
 
-def _replay_all_failed(service: Client) -> int:
-    """Walk the failed events page by page, replaying each; an event that failed again meanwhile is not
-    revisited (pages go backwards from the newest)."""
-    replayed = 0
-    for event in service.events(status="failed", limit=REPLAY_PAGE_SIZE):
-        try:
-            service.replay(event.event_id)
-            replayed += 1
-        except Conflict:  # no longer failed: replayed by someone else
-            continue
-    return replayed
+app.command("purge", cls=Command)(purge)
+app.command("delete", cls=Command)(delete)
 
 
 @app.command(cls=Command)

@@ -29,7 +29,7 @@ from eventctl.client.jsontext import dumps
 from eventctl.durations import format_go_duration
 
 if TYPE_CHECKING:  # the client loads httpx, which --help does not need
-    from eventctl.client import Event, EventPage, Health, Readiness, SendResult
+    from eventctl.client import Attempt, BulkResult, Event, EventPage, Health, Readiness, SendResult
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -50,6 +50,9 @@ STATUS_STYLES = {
     "still waiting": "yellow",
     "not sent": "yellow",
     "replayed": "cyan",
+    "deleted": "cyan",
+    "released": "yellow",
+    "lost": "bold red",
 }
 
 
@@ -177,6 +180,41 @@ def event_list(page: EventPage) -> None:
     out.print(table)
     if page.next_cursor:
         out.print(f"more: --cursor {page.next_cursor}")
+
+
+def attempts(items: list[Attempt]) -> None:
+    """The attempt timeline, oldest first: when each ran, for how long, how it ended and why."""
+    if not items:
+        out.print("no attempts yet")
+        return
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, title="attempts", title_justify="left")
+    table.add_column("#", justify="right", no_wrap=True)
+    table.add_column("started (UTC)", no_wrap=True)
+    table.add_column("took", justify="right", no_wrap=True)
+    table.add_column("outcome", no_wrap=True)
+    table.add_column("http", justify="right", no_wrap=True)
+    table.add_column("error", min_width=10, overflow="fold")
+    for item in items:
+        took = "-" if item.duration_ms is None else f"{item.duration_ms:,.0f} ms"
+        table.add_row(
+            str(item.attempt),
+            short_time(item.started_at),
+            took,
+            styled_status(item.outcome or "-"),
+            "-" if item.response_status is None else str(item.response_status),
+            escape(item.error or "-"),
+        )
+    out.print(table)
+
+
+def bulk_result(result: BulkResult) -> None:
+    done = "would change" if result.dry_run else "changed"
+    changed = result.matched if result.dry_run else result.changed
+    out.print(f"{escape(result.action)}: {result.matched:,} matched, {changed:,} {done}", markup=False)
+
+
+def deleted(event_id: str) -> None:
+    out.print(f"{styled_status('deleted')} {escape(event_id)}")
 
 
 def counts(title: str, rows: Mapping[str, int]) -> None:

@@ -24,6 +24,7 @@ _EXPORTS = {
     "Attempt": "eventctl.client.results",
     "BadRequest": "eventctl.client.errors",
     "BatchResult": "eventctl.client.results",
+    "BulkResult": "eventctl.client.results",
     "Client": "eventctl.client.sync",
     "Conflict": "eventctl.client.errors",
     "Event": "eventctl.client.results",
@@ -56,6 +57,7 @@ __all__ = [
     "Attempt",
     "BadRequest",
     "BatchResult",
+    "BulkResult",
     "Client",
     "Conflict",
     "Event",
@@ -111,6 +113,7 @@ if TYPE_CHECKING:
     from eventctl.client.results import (
         Attempt,
         BatchResult,
+        BulkResult,
         Event,
         EventPage,
         Health,

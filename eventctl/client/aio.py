@@ -20,7 +20,17 @@ from eventctl.client.protocol import (
     Pause,
     Request,
 )
-from eventctl.client.results import Attempt, BatchResult, Event, EventPage, Health, ItemResult, Readiness, SendResult
+from eventctl.client.results import (
+    Attempt,
+    BatchResult,
+    BulkResult,
+    Event,
+    EventPage,
+    Health,
+    ItemResult,
+    Readiness,
+    SendResult,
+)
 from eventctl.client.retries import RetryPolicy
 
 T = TypeVar("T")
@@ -111,6 +121,10 @@ class AsyncClient(ClientBase):
 
     async def delete(self, event_id: str) -> None:
         await self._run(protocol.delete_flow(self._context, event_id))
+
+    async def bulk(self, action: str, dry_run: bool = False, **filters: Any) -> BulkResult:
+        """See ``Client.bulk``."""
+        return await self._run(protocol.bulk_flow(self._context, action, dry_run, filters))
 
     async def wait(self, event_id: str, timeout: float = 300) -> Event:  # noqa: ASYNC109 (as Client.wait: a polling deadline)
         return await self._run(protocol.wait_flow(self._context, event_id, timeout))

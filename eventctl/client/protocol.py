@@ -32,6 +32,7 @@ from eventctl.client.jsontext import dumps, loads
 from eventctl.client.results import (
     DUPLICATE,
     Attempt,
+    BulkResult,
     Event,
     EventPage,
     Health,
@@ -268,6 +269,25 @@ def page_params(filters: Mapping[str, Any], cursor: str | None, limit: int | Non
             if item is not None:
                 params.append((name, item.isoformat() if isinstance(item, datetime) else str(item)))
     return tuple(params)
+
+
+def filter_body(filters: Mapping[str, Any]) -> dict[str, Any]:
+    """A bulk action's ``filter`` object: ``GET /events``'s parameters by name, a list for several statuses,
+    a ``datetime`` as RFC 3339; ``None`` left out."""
+    body: dict[str, Any] = {}
+    for name, value in filters.items():
+        if isinstance(value, list | tuple | set | frozenset):
+            body[name] = [str(item) for item in value]
+        elif isinstance(value, datetime):
+            body[name] = value.isoformat()
+        elif value is not None:
+            body[name] = str(value)
+    return body
+
+
+def bulk_flow(context: Context, action: str, dry_run: bool, filters: Mapping[str, Any]) -> Flow[BulkResult]:
+    body = {"action": action, "filter": filter_body(filters), "dry_run": dry_run}
+    return BulkResult.from_json((yield from call(context, Request("POST", "/events/bulk", body=dumps(body)))))
 
 
 def page_flow(context: Context, filters: Mapping[str, Any], cursor: str | None, limit: int | None) -> Flow[EventPage]:

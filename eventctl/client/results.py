@@ -111,6 +111,23 @@ class Attempt:
 
 
 @dataclass(frozen=True, slots=True)
+class BulkResult:
+    """What ``POST /events/bulk`` did (SPEC §11): ``matched`` events the filter selects that the action may
+    change (``replay``: failed ones; ``delete``: processed and failed ones), ``changed`` of them (0 in a dry
+    run)."""
+
+    action: str
+    matched: int
+    changed: int
+    dry_run: bool
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> BulkResult:
+        return cls(body["action"], body["matched"], body["changed"], body["dry_run"], body)
+
+
+@dataclass(frozen=True, slots=True)
 class SendResult:
     """The event is stored. ``already_stored`` is true when this call did not store it: an earlier try of the
     same call did, and its answer was lost (a retried send met a 409 whose payload matches).

@@ -20,7 +20,17 @@ from eventctl.client.protocol import (
     Pause,
     Request,
 )
-from eventctl.client.results import Attempt, BatchResult, Event, EventPage, Health, ItemResult, Readiness, SendResult
+from eventctl.client.results import (
+    Attempt,
+    BatchResult,
+    BulkResult,
+    Event,
+    EventPage,
+    Health,
+    ItemResult,
+    Readiness,
+    SendResult,
+)
 from eventctl.client.retries import RetryPolicy
 
 T = TypeVar("T")
@@ -121,6 +131,12 @@ class Client(ClientBase):
     def delete(self, event_id: str) -> None:
         """``DELETE /events/{event_id}``; ``Conflict`` while it is processing, ``NotFound`` if unknown."""
         self._run(protocol.delete_flow(self._context, event_id))
+
+    def bulk(self, action: str, dry_run: bool = False, **filters: Any) -> BulkResult:
+        """``POST /events/bulk``: ``action`` (``"replay"`` or ``"delete"``) on every event the filters select
+        (``GET /events``'s, e.g. ``status="failed", since="1h", error="timeout"``); with ``dry_run``, only
+        count. No filter at all means every event the action may change."""
+        return self._run(protocol.bulk_flow(self._context, action, dry_run, filters))
 
     def wait(self, event_id: str, timeout: float = 300) -> Event:
         """Follow an event until it is ``processed`` or ``failed``; ``WaitTimedOut`` after ``timeout`` s."""

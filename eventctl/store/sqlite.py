@@ -27,7 +27,7 @@ from eventctl.errors import ConfigError, StoreUnavailable
 from eventctl.store import sqlite_statements as sql
 from eventctl.store.base import LOST_ERROR, RELEASED_ERROR, Outcome, Store, is_plain
 from eventctl.store.sqlite_schema import migrate
-from eventctl.store.sqlite_writer import SqliteWriter, store_error
+from eventctl.store.sqlite_writer import SqliteWriter, WalSyncer, store_error
 
 T = TypeVar("T")
 
@@ -42,8 +42,11 @@ class SqliteStore(Store):
     def __init__(self, path: str | None, *, synchronous: str = "FULL", attempt_history: bool = True) -> None:
         super().__init__(attempt_history=attempt_history)
         self._path = path
-        self._synchronous = synchronous
-        self._writer = SqliteWriter(self._connect_writer)
+        # synchronous=FULL is kept with the fsync moved off the commit: the commit runs with NORMAL, and the
+        # syncer fsyncs the WAL before a durable write is answered (group commit across transactions).
+        self._syncer = WalSyncer(f"{path}-wal") if path is not None and synchronous == "FULL" else None
+        self._synchronous = "NORMAL" if self._syncer is not None else synchronous
+        self._writer = SqliteWriter(self._connect_writer, self._syncer)
         self._readers: ThreadPoolExecutor | None = None
         self._reader_connections: list[sqlite3.Connection] = []
         self._reader_local = threading.local()
@@ -310,7 +313,7 @@ class SqliteStore(Store):
             claimed_at = sql.from_us(now)
             return [Claim(r[0], r[1], r[2], token, r[3], r[4], claimed_at) for r in rows]
 
-        return await self._writer.run(claim)
+        return await self._writer.run(claim, durable=False)  # at-least-once covers a lost claim
 
     async def _renew(self, tokens: Collection[int], lease_seconds: float) -> None:
         marks = ",".join("?" * len(tokens))
@@ -321,7 +324,7 @@ class SqliteStore(Store):
                 (sql.now_us() + int(lease_seconds * 1_000_000), *tokens),
             )
 
-        await self._writer.run(renew)
+        await self._writer.run(renew, durable=False)
 
     async def _write_outcomes(self, outcomes: list[Outcome]) -> list[bool]:
         record = self._history
@@ -350,7 +353,7 @@ class SqliteStore(Store):
                 sql.promote(conn, keys, now)
             return changed
 
-        return await self._writer.run(write)
+        return await self._writer.run(write, durable=False)  # a lost outcome: the event runs again
 
     async def _release(self, claims: Collection[Claim]) -> None:
         def release(conn: sqlite3.Connection) -> None:
@@ -365,7 +368,7 @@ class SqliteStore(Store):
                             (row[0], claim.attempt, started, now, "released", RELEASED_ERROR, None, None),
                         )
 
-        await self._writer.run(release)
+        await self._writer.run(release, durable=False)
 
 
 _SELECT_ATTEMPTS = _SQL.attempts_statement

@@ -1,9 +1,12 @@
 """One thread owns the SQLite write connection and commits whatever is waiting as one transaction.
 
-This is group commit: while one transaction is being fsync'd, new writes queue up, and the next
-transaction takes all of them, so a burst of N writes costs about one fsync instead of N. Each caller's
-future resolves only after the commit that contains its write returned, so the caller may promise
-durability. The event loop never blocks on SQLite.
+This is group commit: new writes queue up while a transaction runs, and the next transaction takes all of
+them. With a ``WalSyncer`` the commit itself does not wait for the disk (``synchronous=NORMAL``): a second
+thread fsyncs the WAL file, and a durable write's future resolves only after the fsync that began after its
+commit returned. Commits go on while an fsync is in flight, and every durable write that committed meanwhile
+shares the next fsync, so a slow disk costs latency, not throughput. Writes that need no fsync (the worker's:
+at-least-once covers a lost claim or completion) resolve at their commit. The event loop never blocks on
+SQLite.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import queue
 import sqlite3
 import threading
@@ -29,11 +33,75 @@ _STOP = object()
 
 
 class _Pending:
-    __slots__ = ("future", "operation")
+    __slots__ = ("durable", "future", "operation")
 
-    def __init__(self, operation: Operation, future: asyncio.Future[Any]) -> None:
+    def __init__(self, operation: Operation, future: asyncio.Future[Any], durable: bool) -> None:
         self.operation = operation
         self.future = future
+        self.durable = durable
+
+
+class WalSyncer:
+    """A thread that fsyncs the WAL file for commits that were made without it, and settles their outcomes
+    only after that fsync returned. Outcomes handed over while an fsync runs share the next one."""
+
+    def __init__(self, wal_path: str) -> None:
+        self._wal_path = wal_path
+        self._descriptor: int | None = None
+        self._queue: queue.SimpleQueue[list[Outcome] | object] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Open the WAL file (the writer's connection made it, in WAL mode, and keeps it while it is open)."""
+        self._loop = loop
+        self._descriptor = os.open(self._wal_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        self._thread = threading.Thread(target=self._run, name="eventctl-sqlite-syncer", daemon=True)
+        self._thread.start()
+
+    def settle_after_sync(self, outcomes: list[Outcome]) -> None:
+        """Called by the writer right after the commit of ``outcomes`` returned."""
+        self._queue.put(outcomes)
+
+    def stop(self) -> None:
+        """Sync and settle what was handed over, end the thread. The descriptor is closed by ``close``, after
+        SQLite's own connections (closing a descriptor drops this process's POSIX locks on the file)."""
+        if self._thread is not None:
+            self._queue.put(_STOP)
+            self._thread.join()
+            self._thread = None
+
+    def close(self) -> None:
+        if self._descriptor is not None:
+            os.close(self._descriptor)
+            self._descriptor = None
+
+    def _run(self) -> None:
+        assert self._loop is not None
+        assert self._descriptor is not None
+        stopping = False
+        while not stopping:
+            waiting: list[Outcome] = []
+            item = self._queue.get()
+            while True:
+                if item is _STOP:
+                    stopping = True
+                else:
+                    assert isinstance(item, list)
+                    waiting.extend(item)
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+            if not waiting:
+                continue
+            try:
+                os.fdatasync(self._descriptor)
+            except OSError as exc:
+                log.error("fsync of the SQLite WAL failed; %d writes not known to be on disk: %s", len(waiting), exc)
+                error = StoreUnavailable(f"SQLite: fsync of the WAL failed: {exc}")
+                waiting = [(future, None, error if failure is None else failure) for future, _, failure in waiting]
+            self._loop.call_soon_threadsafe(_settle, waiting)
 
 
 class SqliteWriter:
@@ -43,8 +111,9 @@ class SqliteWriter:
     (a single SQL statement does), because the other operations of its batch still commit.
     """
 
-    def __init__(self, connect: Callable[[], sqlite3.Connection]) -> None:
+    def __init__(self, connect: Callable[[], sqlite3.Connection], syncer: WalSyncer | None = None) -> None:
         self._connect = connect
+        self._syncer = syncer
         self._queue: queue.SimpleQueue[_Pending | object] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -59,12 +128,13 @@ class SqliteWriter:
         self._thread.start()
         await opened
 
-    async def run(self, operation: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``operation`` in the next transaction and return its result once that committed."""
+    async def run(self, operation: Callable[[sqlite3.Connection], T], *, durable: bool = True) -> T:
+        """Run ``operation`` in the next transaction and return its result once that committed and, if
+        ``durable``, once the commit is on disk (with a syncer: once the fsync after it returned)."""
         if self._loop is None or not self._running:
             raise StoreUnavailable("the SQLite writer is not running")
         future: asyncio.Future[T] = self._loop.create_future()
-        self._queue.put(_Pending(operation, future))
+        self._queue.put(_Pending(operation, future, durable))
         return await future
 
     async def stop(self) -> None:
@@ -83,6 +153,13 @@ class SqliteWriter:
         except BaseException as exc:  # handed to the opener; nothing else can report it
             self._loop.call_soon_threadsafe(_settle, [_outcome(opened, None, exc)])
             return
+        if self._syncer is not None:
+            try:
+                self._syncer.start(self._loop)
+            except OSError as exc:
+                conn.close()
+                self._loop.call_soon_threadsafe(_settle, [_outcome(opened, None, exc)])
+                return
         self._running = True
         self._loop.call_soon_threadsafe(_settle, [_outcome(opened, None, None)])
         try:
@@ -90,7 +167,11 @@ class SqliteWriter:
                 pass
         finally:
             self._running = False
+            if self._syncer is not None:
+                self._syncer.stop()
             conn.close()
+            if self._syncer is not None:
+                self._syncer.close()
 
     def _commit_next_batch(self, conn: sqlite3.Connection) -> bool:
         """Commit one batch; False once asked to stop."""
@@ -134,8 +215,19 @@ class SqliteWriter:
                 with contextlib.suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
             error = store_error(exc)
-            outcomes = [(pending.future, None, error) for pending in batch]
-        self._loop.call_soon_threadsafe(_settle, outcomes)
+            failed: list[Outcome] = [(pending.future, None, error) for pending in batch]
+            self._loop.call_soon_threadsafe(_settle, failed)
+            return
+        if self._syncer is None:
+            self._loop.call_soon_threadsafe(_settle, outcomes)
+            return
+        durable = [outcome for outcome, pending in zip(outcomes, batch, strict=True) if pending.durable]
+        if len(durable) < len(outcomes):
+            self._loop.call_soon_threadsafe(
+                _settle, [outcome for outcome, pending in zip(outcomes, batch, strict=True) if not pending.durable]
+            )
+        if durable:
+            self._syncer.settle_after_sync(durable)
 
 
 # SQLite's primary result codes that mean the database or the disk under it failed, not our SQL. The

@@ -1,0 +1,157 @@
+"""The one parser of the event filters (``status``, ``since``, ``until``, ``error``, ``ordering_key``,
+``id_prefix``) into an ``EventFilter``, for ``GET /events``, bulk actions, the CLI and the console.
+
+It names every bad parameter at once, so an API can answer one 400 listing them all. It imports no web
+framework: the CLI uses it too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from eventctl.domain import MAX_EVENT_ID_LENGTH, EventFilter, Status, is_possible_event_id
+from eventctl.durations import parse_duration
+
+FILTER_PARAMETERS = ("status", "since", "until", "error", "ordering_key", "id_prefix")
+_STATUSES = ", ".join(repr(status.value) for status in Status)
+TIME_FILTER = "an RFC 3339 time with an offset (2026-12-01T09:30:00Z) or a duration before now (90s, 15m, 2h, 7d)"
+_TEXT = f"1 to {MAX_EVENT_ID_LENGTH} characters without control characters or line separators"
+
+
+@dataclass(frozen=True, slots=True)
+class FilterProblem:
+    """What is wrong with one parameter."""
+
+    parameter: str
+    detail: str
+
+
+class FilterError(ValueError):
+    """Some filter parameters are not valid; ``problems`` names each of them."""
+
+    def __init__(self, problems: Sequence[FilterProblem]) -> None:
+        self.problems = tuple(problems)
+        super().__init__("; ".join(f"{problem.parameter}: {problem.detail}" for problem in self.problems))
+
+    def errors(self, pointer_prefix: str) -> list[dict[str, str]]:
+        """The problems as ``[{"detail", "pointer"}]``, each pointer ``pointer_prefix`` + the parameter."""
+        return [{"detail": p.detail, "pointer": (pointer_prefix + p.parameter).rstrip("/")} for p in self.problems]
+
+
+def parse_query(params: Mapping[str, Sequence[str]], now: datetime | None = None) -> EventFilter:
+    """The filter of query parameters (name → every value given). Names that are not filters are left to
+    the caller (``limit``, ``cursor``); ``status`` may repeat, the others may be given once."""
+    values: dict[str, object] = {}
+    problems: list[FilterProblem] = []
+    for name in FILTER_PARAMETERS:
+        given = list(params.get(name, ()))
+        if not given:
+            continue
+        if name == "status":
+            values[name] = given
+        elif len(given) > 1:
+            problems.append(FilterProblem(name, f"give {name} at most once"))
+        else:
+            values[name] = given[0]
+    return _build(values, problems, now)
+
+
+def parse_body(document: object, now: datetime | None = None) -> EventFilter:
+    """The filter of a JSON object such as a bulk action's ``filter``: the query parameter names as keys,
+    ``status`` a string or a list of strings. An unknown key is an error (a typo must not widen a bulk
+    delete to every event)."""
+    if document is None:
+        return EventFilter()
+    if not isinstance(document, dict):
+        raise FilterError([FilterProblem("", "the filter must be a JSON object")])
+    problems = [
+        FilterProblem(str(key), f"unknown filter; the filters are {', '.join(FILTER_PARAMETERS)}")
+        for key in document
+        if key not in FILTER_PARAMETERS
+    ]
+    values = {key: value for key, value in document.items() if key in FILTER_PARAMETERS}
+    if isinstance(values.get("status"), str):
+        values["status"] = [values["status"]]
+    return _build(values, problems, now)
+
+
+def _build(values: Mapping[str, object], problems: list[FilterProblem], now: datetime | None) -> EventFilter:
+    now = datetime.now(UTC) if now is None else now
+    statuses = _statuses(values.get("status"), problems)
+    since = _moment("since", values.get("since"), now, problems)
+    until = _moment("until", values.get("until"), now, problems)
+    if since is not None and until is not None and since >= until:
+        problems.append(FilterProblem("until", "until must be later than since"))
+    texts = {name: _text(name, values.get(name), problems) for name in ("error", "ordering_key", "id_prefix")}
+    if problems:
+        raise FilterError(problems)
+    return EventFilter(
+        statuses=statuses,
+        received_since=since,
+        received_until=until,
+        error=texts["error"],
+        ordering_key=texts["ordering_key"],
+        id_prefix=texts["id_prefix"],
+    )
+
+
+def _statuses(value: object, problems: list[FilterProblem]) -> frozenset[Status]:
+    if value is None:
+        return frozenset()
+    if not isinstance(value, list) or not value:
+        problems.append(FilterProblem("status", f"status must be a status or a list of them: {_STATUSES}"))
+        return frozenset()
+    statuses: set[Status] = set()
+    for item in value:
+        try:
+            statuses.add(Status(item))
+        except ValueError:
+            problems.append(FilterProblem("status", f"{item!r} is not a status; the statuses are {_STATUSES}"))
+    return frozenset(statuses)
+
+
+def _moment(name: str, value: object, now: datetime, problems: list[FilterProblem]) -> datetime | None:
+    """An RFC 3339 time with an offset, or ``now`` minus a duration."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            return now - timedelta(seconds=parse_duration(value))
+        except (ValueError, OverflowError):
+            pass
+        try:
+            moment = datetime.fromisoformat(value.strip())
+        except ValueError:
+            moment = None
+        if moment is not None and moment.tzinfo is not None:
+            return moment.astimezone(UTC)
+    problems.append(FilterProblem(name, f"{name} must be {TIME_FILTER}, not {value!r}"))
+    return None
+
+
+def _text(name: str, value: object, problems: list[FilterProblem]) -> str | None:
+    """A string an event could hold: what ``event_id`` and ``ordering_key`` accept (PostgreSQL cannot even
+    compare a NUL)."""
+    if value is None:
+        return None
+    if isinstance(value, str) and is_possible_event_id(value):
+        return value
+    problems.append(FilterProblem(name, f"{name} must be a string of {_TEXT}"))
+    return None
+
+
+def describe(filter: EventFilter) -> dict[str, str | list[str]]:
+    """The filter as a JSON object by the parameter names (what a log line or a bulk body holds); times in
+    UTC, statuses sorted, unset filters left out."""
+    described: dict[str, str | list[str]] = {}
+    if filter.statuses:
+        described["status"] = sorted(status.value for status in filter.statuses)
+    for name, moment in (("since", filter.received_since), ("until", filter.received_until)):
+        if moment is not None:
+            described[name] = moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    for name, text in (("error", filter.error), ("ordering_key", filter.ordering_key), ("id_prefix", filter.id_prefix)):
+        if text is not None:
+            described[name] = text
+    return described
