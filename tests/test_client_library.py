@@ -262,7 +262,9 @@ def test_a_low_rate_limit_accepts_everything_the_client_sends(servers: ServerFac
 
 
 def test_a_full_backlog_accepts_everything_the_client_sends(servers: ServerFactory) -> None:
-    server = servers.start(MAX_BACKLOG=3, PROCESSING_DELAY_MS=1000, WORKER_CONCURRENCY=1, DATABASE_URL="memory://")
+    """The backlog is read once a second, so the probes pile up a second's worth of events; at 100 ms each,
+    they drain in a few seconds, while the client is refused and waits."""
+    server = servers.start(MAX_BACKLOG=3, PROCESSING_DELAY_MS=100, WORKER_CONCURRENCY=1, DATABASE_URL="memory://")
     for i in range(5):
         server.client.post("/events", json={"event_id": f"lib_backlog_before_{i}"})
     probes = iter(range(1_000_000))
