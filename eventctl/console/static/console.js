@@ -1,0 +1,23 @@
+// The console's only script, and optional: pages work without it. It refreshes the parts marked
+// data-live (their URL serves that part alone) and asks before a form marked data-confirm is sent.
+"use strict";
+document.querySelectorAll("[data-live]").forEach((part) => {
+  const every = Number(part.dataset.every || 2000);
+  const refresh = async () => {
+    if (document.visibilityState === "visible") {
+      try {
+        const response = await fetch(part.dataset.live, { credentials: "same-origin" });
+        if (response.ok) part.innerHTML = await response.text();
+      } catch (error) {
+        // the server is away for a moment: keep what is shown, try again on the next tick
+      }
+    }
+    setTimeout(refresh, every);
+  };
+  setTimeout(refresh, every);
+});
+document.querySelectorAll("form[data-confirm]").forEach((form) => {
+  form.addEventListener("submit", (event) => {
+    if (!window.confirm(form.dataset.confirm)) event.preventDefault();
+  });
+});
