@@ -42,9 +42,14 @@ def test_a_session_names_its_key_and_expires() -> None:
     keys = parse_api_keys(API_KEYS)
     sessions = Sessions(keys)
     viewer, cookie = sessions.issue(keys[1])
-    assert READER not in cookie and ADMIN not in cookie and keys[1].digest.hex() not in cookie
+    assert READER not in cookie
+    assert ADMIN not in cookie
+    assert keys[1].digest.hex() not in cookie
     read = sessions.read(cookie)
-    assert read is not None and read.key == keys[1] and read.csrf == viewer.csrf and read.can_act
+    assert read is not None
+    assert read.key == keys[1]
+    assert read.csrf == viewer.csrf
+    assert read.can_act
     assert sessions.read(cookie[:-2] + ("AA" if cookie[-2:] != "AA" else "BB")) is None  # forged
     assert Sessions(keys, lifetime=-1).read(cookie) is None  # expired
     assert Sessions(parse_api_keys(f"{READER}:events:read")).read(cookie) is None  # the key was removed
@@ -53,7 +58,8 @@ def test_a_session_names_its_key_and_expires() -> None:
 def test_the_csrf_token_and_the_origin_are_checked() -> None:
     viewer, _ = Sessions(parse_api_keys(API_KEYS)).issue(None)
     assert csrf_matches(viewer, viewer.csrf)
-    assert not csrf_matches(viewer, None) and not csrf_matches(viewer, viewer.csrf + "x")
+    assert not csrf_matches(viewer, None)
+    assert not csrf_matches(viewer, viewer.csrf + "x")
     host = {"host": "eventctl.test"}
     assert same_origin({**host, "origin": "http://eventctl.test", "sec-fetch-site": "same-origin"}, "http")
     assert same_origin(host, "http")  # curl: judged by the token alone
@@ -84,12 +90,16 @@ async def test_pages_ask_for_a_key_and_the_api_key_is_not_enough(app: RunningApp
 
 async def test_login_sets_a_strict_http_only_cookie_and_logout_ends_it(app: RunningApp) -> None:
     response = await login(app.client, ADMIN)
-    assert response.status_code == 303 and response.headers["location"] == "/ui/events"
+    assert response.status_code == 303
+    assert response.headers["location"] == "/ui/events"
     cookie = response.headers["set-cookie"]
-    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Max-Age=28800" in cookie
+    assert "HttpOnly" in cookie
+    assert "SameSite=Strict" in cookie
+    assert "Max-Age=28800" in cookie
     assert ADMIN not in cookie
     page = await app.client.get("/ui/events")
-    assert page.status_code == 200 and ADMIN not in page.text
+    assert page.status_code == 200
+    assert ADMIN not in page.text
     out = await app.client.post("/ui/logout", data={"csrf": csrf_of(page.text)}, headers=SAME_ORIGIN)
     assert out.status_code == 303
     assert (await app.client.get("/ui/events")).status_code == 303
@@ -98,19 +108,24 @@ async def test_login_sets_a_strict_http_only_cookie_and_logout_ends_it(app: Runn
 async def test_a_wrong_key_is_refused_then_the_address_is_limited(app: RunningApp) -> None:
     for _ in range(MAX_FAILURES):
         refused = await login(app.client, "not-a-key-at-all-0123456789")
-        assert refused.status_code == 401 and "not-a-key" not in refused.text
+        assert refused.status_code == 401
+        assert "not-a-key" not in refused.text
     limited = await login(app.client, ADMIN)  # even the right key waits now
-    assert limited.status_code == 429 and int(limited.headers["retry-after"]) > 0
+    assert limited.status_code == 429
+    assert int(limited.headers["retry-after"]) > 0
 
 
 async def test_a_read_key_sees_no_buttons_and_its_forced_action_is_refused(app: RunningApp) -> None:
     await login(app.client, READER)
     page = await app.client.get("/ui/dead-letters")
-    assert page.status_code == 200 and "Replay" not in page.text and "(read only)" in page.text
+    assert page.status_code == 200
+    assert "Replay" not in page.text
+    assert "(read only)" in page.text
     forced = await app.client.post(
         "/ui/event/replay", data={"csrf": csrf_of(page.text), "id": "x"}, headers=SAME_ORIGIN
     )
-    assert forced.status_code == 403 and "admin scope" in forced.text
+    assert forced.status_code == 403
+    assert "admin scope" in forced.text
 
 
 async def test_an_action_without_the_token_or_from_another_site_is_refused(app: RunningApp) -> None:
@@ -122,7 +137,8 @@ async def test_an_action_without_the_token_or_from_another_site_is_refused(app: 
     cross = await app.client.post(
         "/ui/event/replay", data={"csrf": token, "id": "x"}, headers={"origin": "https://evil.example"}
     )
-    assert cross.status_code == 403 and "Cross-site" in cross.text
+    assert cross.status_code == 403
+    assert "Cross-site" in cross.text
     allowed = await app.client.post("/ui/event/replay", data={"csrf": token, "id": "x"}, headers=SAME_ORIGIN)
     assert allowed.status_code == 404  # through every check, to an event that does not exist
 
@@ -130,6 +146,7 @@ async def test_an_action_without_the_token_or_from_another_site_is_refused(app: 
 async def test_without_keys_the_console_is_open_and_still_checks_the_token() -> None:
     async with running_app() as running:
         page = await running.client.get("/ui/dead-letters")
-        assert page.status_code == 200 and COOKIE in page.headers["set-cookie"]
+        assert page.status_code == 200
+        assert COOKIE in page.headers["set-cookie"]
         refused = await running.client.post("/ui/event/delete", data={"id": "x"}, headers=SAME_ORIGIN)
         assert refused.status_code == 403
