@@ -66,4 +66,3 @@ def logged_in(browser: Browser, server: ServerProcess, key: str, *, javascript: 
     page.wait_for_url("**/ui")
     page.close()
     return context
-
