@@ -63,7 +63,7 @@ class RateRing:
                 await asyncio.sleep(SAMPLE_SECONDS)
                 self.sample()
 
-        return supervisor.start("console-rates", loop)
+        return supervisor.start("rate_sampler", loop)
 
 
 def quantile(bounds: tuple[float, ...], counts: list[int], q: float) -> float | None:
