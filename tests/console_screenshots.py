@@ -1,6 +1,6 @@
 """Screenshots of every console page for the README, taken with the browser the tests use:
 ``python -m tests.console_screenshots docs/console`` starts a server with events in every state, logs in
-with the admin key, and saves one PNG per page (1280×800, light; the overview also dark and phone-width)."""
+with the admin key, and saves one PNG per page (1280 by 800, light; the dead letters also dark at phone width)."""
 
 from __future__ import annotations
 

@@ -15,6 +15,7 @@ from playwright.sync_api import Browser, BrowserContext, expect
 from tests.conftest import ServerFactory, ServerProcess, wait_until
 from tests.console_browser import (
     ADMIN,
+    CHROMIUM,
     READER,
     admin_client,
     chromium,
@@ -23,8 +24,7 @@ from tests.console_browser import (
     start_console_server,
     status_of,
 )
-
-pytestmark = pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="needs Debian's chromium")
+from tests.tools import unavailable
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +40,8 @@ def api(server: ServerProcess) -> Iterator[httpx.Client]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    if not Path(CHROMIUM).exists():
+        unavailable("Debian's chromium is not installed (.ci/install-tools: apt-get install chromium)")
     with chromium() as browser:
         yield browser
 
