@@ -7,6 +7,10 @@ document.querySelectorAll("[data-live]").forEach((part) => {
     if (document.visibilityState === "visible") {
       try {
         const response = await fetch(part.dataset.live, { credentials: "same-origin" });
+        if (response.redirected) {
+          window.location.reload(); // the session ended: the page itself goes to the login form
+          return;
+        }
         if (response.ok) part.innerHTML = await response.text();
       } catch (error) {
         // the server is away for a moment: keep what is shown, try again on the next tick
