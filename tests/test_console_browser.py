@@ -87,6 +87,7 @@ def test_every_page_renders_with_data_and_no_request_leaves_127_0_0_1(
     assert requests
     assert all(url.startswith(server.url + "/") for url in requests), [u for u in requests if server.url not in u]
     assert server.url.startswith("http://127.0.0.1:")
+    assert not any(ADMIN in url for url in requests)
 
 
 def test_a_failed_event_replayed_from_the_dead_letters_reaches_processed(
@@ -198,3 +199,10 @@ def test_with_javascript_off_the_events_are_still_listed(
     page.get_by_role("link", name="no-script").click()
     expect(page.locator("ol.timeline")).to_contain_text("processed")
     context.close()
+
+
+def test_no_key_appears_in_the_server_log(server: ServerProcess) -> None:
+    """Run last in the module: every login and action above has been logged by now."""
+    assert "console login with key" in server.log
+    assert ADMIN not in server.log
+    assert READER not in server.log

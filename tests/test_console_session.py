@@ -150,3 +150,9 @@ async def test_without_keys_the_console_is_open_and_still_checks_the_token() -> 
         assert COOKIE in page.headers["set-cookie"]
         refused = await running.client.post("/ui/event/delete", data={"id": "x"}, headers=SAME_ORIGIN)
         assert refused.status_code == 403
+
+
+async def test_a_cursor_past_any_position_is_ignored_not_an_error(app: RunningApp) -> None:
+    await login(app.client, READER)
+    page = await app.client.get("/ui/events?before=99999999999999999999999999")
+    assert page.status_code == 200

@@ -18,7 +18,7 @@ from eventctl.api.observe import RequestObserver
 from eventctl.api.openapi import build_openapi
 from eventctl.api.problems import install_problem_handlers
 from eventctl.api.routes import router
-from eventctl.console import install_console
+from eventctl.console.app import install_console
 from eventctl.errors import EventctlError
 from eventctl.service import Service
 from eventctl.settings import Settings

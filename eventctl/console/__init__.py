@@ -1,24 +1,2 @@
 """The web console at ``/ui`` (SPEC §13): server-rendered pages for people, served by ``eventctl serve``.
-
-``install_console`` adds its routes and its static files to the API's FastAPI app. The console does its own
-access control (a login form and a session cookie, see ``session``), so the API's bearer-key middleware
-lets ``/ui`` through.
-"""
-
-from __future__ import annotations
-
-from pathlib import Path
-
-from fastapi import FastAPI
-from starlette.staticfiles import StaticFiles
-
-from eventctl.console.views import Console, router
-from eventctl.service import Service
-
-PACKAGE = Path(__file__).parent
-
-
-def install_console(app: FastAPI, service: Service) -> None:
-    app.state.console = Console(service, PACKAGE / "templates")
-    app.include_router(router)
-    app.mount("/ui/static", StaticFiles(directory=PACKAGE / "static"), name="console-static")
+``console.app.install_console`` adds it to the API's app; ``session`` holds its access rules."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ import jinja2
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from eventctl.api.schemas import CURSOR_PATTERN
 from eventctl.auth import identify
 from eventctl.bulk import run_bulk
 from eventctl.console.chart import chart
@@ -251,7 +253,7 @@ async def _listing(request: Request, console: Console, forced: frozenset[Status]
     next_before = None
     matching: int | None = None
     before_text = first(query, "before")
-    before = int(before_text) if before_text and before_text.isdigit() else None
+    before = int(before_text) if before_text and re.fullmatch(CURSOR_PATTERN, before_text) else None
     try:
         filter = parse_query(filters)
     except FilterError as exc:
