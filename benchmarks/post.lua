@@ -7,6 +7,9 @@ function setup(thread)
 end
 
 function init(args)
+  -- LuaJIT seeds its generator with a fixed value: without this, a second run against the same server
+  -- would send the first run's ids again (and measure 409s)
+  math.randomseed(os.time() * 100 + (thread_number or 0))
   salt = math.random(1, 1000000000)
   counter = 0
 end

@@ -17,6 +17,8 @@ Sections:
 - latency: accept → processed at a light steady load, from the server's own timestamps.
 - scale: ingest with 1,000,000 processed events already stored against an empty store, and the RSS; then
   the list filters over 1,000,000 stored events, on each store.
+- bulk: ingest p99 alone, then while a bulk replay of 100,000 failed events runs on the same server (the
+  replayed events processed meanwhile), SQLite and PostgreSQL.
 - cli: start-up of ``eventctl --help`` and of ``import eventctl``, beside ``python -c pass``.
 
 With two or more cores, servers are pinned to core 0 and the load generator to core 1 (taskset). Benchmarks
@@ -41,6 +43,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -497,11 +500,11 @@ async def store_costs(database_url: str, count: int) -> dict[str, float]:
     }
 
 
-def bare_sqlite_costs(path: Path, count: int, batch: int = 100) -> dict[str, float]:
+def bare_sqlite_costs(path: Path, count: int, *, durable: bool, batch: int = 100) -> dict[str, float]:
     """The floor for ``store_costs``: a bare sqlite3 loop doing the same three writes with the same SQL, on
     the same schema, ``batch`` events per transaction, and none of the store's machinery (no writer thread,
-    no futures, no event loop). Durable as the store is: the inserts' commits are fsync'd
-    (synchronous=FULL), the claims' and completions' are not (NORMAL), in WAL mode."""
+    no futures, no event loop), in WAL mode. ``durable``: as durable as the store, the inserts' commits
+    fsync'd (synchronous=FULL), the claims' and completions' not (NORMAL); else no commit is fsync'd."""
     from eventctl.store import sqlite_statements as sql
     from eventctl.store.sqlite_schema import migrate
 
@@ -509,7 +512,7 @@ def bare_sqlite_costs(path: Path, count: int, batch: int = 100) -> dict[str, flo
     conn = sqlite3.connect(path, isolation_level=None)
     try:
         conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
         migrate(conn)
         conn.execute(sql.NO_HISTORY_TRIGGER)
         conn.execute(sql.HISTORY_TRIGGER)
@@ -557,16 +560,22 @@ def bench_store(sizes: Sizes, scratch: Path) -> None:
     count = sizes.drain_events // 2
     store_runs: list[dict[str, float]] = []
     floor_runs: list[dict[str, float]] = []
+    bare_runs: list[dict[str, float]] = []
     for _ in range(sizes.rounds):
         store_runs.append(asyncio.run(store_costs(f"sqlite:///{scratch / f'store-{uuid.uuid4().hex}.db'}", count)))
-        floor_runs.append(bare_sqlite_costs(scratch / f"floor-{uuid.uuid4().hex}.db", count))
+        floor_runs.append(bare_sqlite_costs(scratch / f"floor-{uuid.uuid4().hex}.db", count, durable=True))
+        bare_runs.append(bare_sqlite_costs(scratch / f"bare-{uuid.uuid4().hex}.db", count, durable=False))
     print(f"\n## store: the writes one event costs, SQLite, {count:,} events, no HTTP (in this process, not pinned)")
-    print(f"(median of {sizes.rounds}; floor: a bare sqlite3 loop, same SQL and schema, batches of 100, same run)")
-    print(f"{'write':12} {'us/event':>9} {'events/s':>10} {'floor us':>9} {'vs floor':>9}")
+    print(f"(median of {sizes.rounds}; floor: a bare sqlite3 loop, same SQL and schema, batches of 100, same run,")
+    print(" its inserts fsync'd as the store's are; no-fsync floor: the same loop with no commit fsync'd)")
+    header = f"{'write':12} {'us/event':>9} {'events/s':>10} {'floor us':>9} {'vs floor':>9}"
+    print(f"{header} {'no-fsync us':>12} {'vs it':>7}")
     for name in ("add", "claim", "complete", "all three"):
         seconds = statistics.median(_cost(run, name) for run in store_runs)
         floor = statistics.median(_cost(run, name) for run in floor_runs)
-        print(f"{name:12} {seconds * 1e6:9.1f} {1 / seconds:10.0f} {floor * 1e6:9.1f} {seconds / floor:8.2f}x")
+        bare = statistics.median(_cost(run, name) for run in bare_runs)
+        print(f"{name:12} {seconds * 1e6:9.1f} {1 / seconds:10.0f} {floor * 1e6:9.1f} {seconds / floor:8.2f}x"
+              f" {bare * 1e6:12.1f} {seconds / bare:6.2f}x")  # fmt: skip
 
 
 def _cost(run: dict[str, float], name: str) -> float:
@@ -812,6 +821,124 @@ def bench_filters(sizes: Sizes, scratch: Path) -> None:
         print(f"{filter_name:40} {matching:9,}" + "".join(f" {results[n][filter_name][0] * 1000:15.2f}" for n in names))
 
 
+# -- bulk -------------------------------------------------------------------------------------------------
+
+
+def _fail_all_sqlite(path: Path) -> None:
+    """Every stored event failed, as a dead-letter queue after an incident."""
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        conn.execute(
+            "UPDATE events SET status = 'failed', due_at = NULL, processed_at = NULL, attempts = 5, last_error = ?",
+            (_TIMEOUT,),
+        )
+        conn.commit()
+
+
+async def _fail_all_postgres(url: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(
+            "UPDATE eventctl_events SET status = 'failed', due_at = NULL, processed_at = NULL, attempts = 5,"
+            " last_error = $1",
+            _TIMEOUT,
+        )
+        await conn.execute("VACUUM ANALYZE eventctl_events")
+    finally:
+        await conn.close()
+
+
+@dataclass
+class BulkRound:
+    alone: WrkResult
+    beside: WrkResult
+    bulk_seconds: float
+    changed: int
+    drain: WrkResult | None = None  # beside the worker processing as many accepted events, with no bulk action
+
+
+def bulk_round(url: str, count: int, duration: int) -> BulkRound:
+    """One server on a store of ``count`` failed events: ingest alone for ``duration`` s, then ingest again
+    while ``POST /events/bulk`` replays every failed event (the worker processing them as they come back)."""
+    asyncio.run(fill(url, count))
+    if url.startswith("sqlite:///"):
+        _fail_all_sqlite(Path(url.removeprefix("sqlite:///")))
+    else:
+        asyncio.run(_fail_all_postgres(url))
+    port = free_port()
+    with serving(eventctl_command(), eventctl_env(port, url, LOG_LEVEL="warning"), port):
+        alone = run_wrk(port, duration)
+        answer: dict[str, float] = {}
+
+        def replay_all() -> None:
+            started = time.perf_counter()
+            body = {"action": "replay", "filter": {"status": "failed"}}
+            response = httpx.post(f"http://127.0.0.1:{port}/events/bulk", json=body, timeout=600)
+            answer["seconds"] = time.perf_counter() - started
+            answer["changed"] = response.json()["changed"]
+
+        with ThreadPoolExecutor(1) as pool:
+            replaying = pool.submit(replay_all)
+            time.sleep(0.05)  # the bulk action under way before the load starts
+            beside = run_wrk(port, duration)
+            replaying.result()
+    return BulkRound(alone, beside, answer["seconds"], int(answer["changed"]))
+
+
+def drain_beside(url: str, count: int, duration: int) -> WrkResult:
+    """Ingest while the worker processes ``count`` accepted events: the work a replay hands the worker,
+    without the bulk action itself."""
+    asyncio.run(fill(url, count))
+    port = free_port()
+    with serving(eventctl_command(), eventctl_env(port, url, LOG_LEVEL="warning"), port):
+        return run_wrk(port, duration)
+
+
+def bench_bulk(sizes: Sizes, scratch: Path) -> None:
+    """Ingest p99 with and without a bulk replay of every failed event running at the same time, on one
+    server per round (the same run), median of the rounds."""
+    count, duration = sizes.drain_events, sizes.duration
+    print(f"\n## bulk: POST /events (wrk, 64 connections, {duration}s) alone, then while a bulk replay of"
+          f" {count:,} failed events runs, median of {sizes.rounds}")  # fmt: skip
+    print("(then, for comparison: ingest while the worker processes as many accepted events, with no bulk action)")
+    header = f"{'store':12} {'ingest':23} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'p99 vs alone':>13}"
+    print(f"{header} {'non-2xx':>8} {'bulk s':>8} {'replayed':>9}")
+    stores: list[tuple[str, Callable[[], contextlib.AbstractContextManager[str | None]]]] = [
+        ("SQLite", lambda: sqlite_file(scratch)),
+        ("PostgreSQL", postgres_schema),
+    ]
+    for name, database in stores:
+        rounds: list[BulkRound] = []
+        for _ in range(sizes.rounds):
+            with database() as url:
+                if url is None:
+                    print(f"{name:12} skipped: no server at EVENTCTL_BENCH_DATABASE_URL={PG_URL}")
+                    break
+                measured = bulk_round(url, count, duration)
+            with database() as url:
+                assert url is not None
+                measured.drain = drain_beside(url, count, duration)
+            rounds.append(measured)
+        if not rounds:
+            continue
+        alone_p99 = statistics.median(r.alone.p99_ms for r in rounds)
+        bulk_seconds = statistics.median(r.bulk_seconds for r in rounds)
+        changed = min(r.changed for r in rounds)
+        phases = (
+            ("alone", [r.alone for r in rounds]),
+            ("beside the bulk replay", [r.beside for r in rounds]),
+            ("beside a drain, no bulk", [r.drain for r in rounds if r.drain is not None]),
+        )
+        for label, runs in phases:
+            rate = statistics.median(r.requests_per_second for r in runs)
+            p50 = statistics.median(r.p50_ms for r in runs)
+            p99 = statistics.median(r.p99_ms for r in runs)
+            non_2xx = sum(r.non_2xx for r in runs)
+            tail = f" {bulk_seconds:8.2f} {changed:9,}" if runs[0] is rounds[0].beside else ""
+            print(f"{name:12} {label:23} {rate:9.0f} {p50:8.2f} {p99:8.2f} {p99 / alone_p99:12.2f}x {non_2xx:8d}{tail}")
+
+
 # -- cli --------------------------------------------------------------------------------------------------
 
 
@@ -849,6 +976,7 @@ SECTIONS = {
     "claims": bench_claims,
     "latency": bench_latency,
     "scale": bench_scale,
+    "bulk": bench_bulk,
     "cli": bench_cli,
 }
 
@@ -858,8 +986,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smaller numbers, to check the benchmarks run")
     parser.add_argument("--only", default=",".join(SECTIONS), help="comma-separated sections to run")
     args = parser.parse_args()
-    if shutil.which("wrk") is None and {"ingest", "slowdisk", "batch", "scale"} & set(args.only.split(",")):
-        sys.exit("wrk is needed for the ingest, slowdisk, batch and scale sections (Debian package wrk)")
+    if shutil.which("wrk") is None and {"ingest", "slowdisk", "batch", "scale", "bulk"} & set(args.only.split(",")):
+        sys.exit("wrk is needed for the ingest, slowdisk, batch, scale and bulk sections (Debian package wrk)")
     sizes = QUICK if args.quick else FULL
     print(f"eventctl benchmarks on {os.cpu_count()} cores; servers pinned to core 0, wrk to core 1: {PINNED}")
     with tempfile.TemporaryDirectory(prefix="eventctl-bench-") as scratch:

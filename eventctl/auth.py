@@ -33,7 +33,7 @@ def required_scope(method: str, path: str) -> Scope | None:
     """The scope a call needs, or ``None`` for the open paths."""
     if path in OPEN_PATHS or path.startswith(OPEN_PREFIXES):
         return None
-    if method == "POST" and path == "/events":
+    if method == "POST" and path in ("/events", "/events/batch"):
         return Scope.WRITE
     if method == "POST" and path.startswith("/events/") and path.endswith("/replay"):
         return Scope.ADMIN

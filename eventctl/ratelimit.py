@@ -66,19 +66,22 @@ class TokenBuckets:
         self._clock = clock
         self._buckets: dict[str, tuple[float, float]] = {}  # identity -> (tokens, as of)
 
-    def take(self, identity: str) -> Decision:
+    def take(self, identity: str, count: int = 1) -> Decision:
+        """Take ``count`` tokens (a batch takes one per item), all or none; refused, ``retry_after_seconds``
+        says when that many will be there (when the bucket is full, if it can never hold them)."""
         now = self._clock()
         limit = self.limit
         tokens, as_of = self._buckets.get(identity, (float(limit.burst), now))
         tokens = min(float(limit.burst), tokens + (now - as_of) * limit.per_second)
-        allowed = tokens >= 1.0
+        allowed = tokens >= count
         if allowed:
-            tokens -= 1.0
+            tokens -= count
         if identity not in self._buckets and len(self._buckets) >= MAX_TRACKED_CALLERS:
             self._forget_idle(now)
         self._buckets[identity] = (tokens, now)
         reset = math.ceil((limit.burst - tokens) / limit.per_second)
-        retry_after = 0 if allowed else max(1, math.ceil((1.0 - tokens) / limit.per_second))
+        wanted = min(count, limit.burst)
+        retry_after = 0 if allowed else max(1, math.ceil((wanted - tokens) / limit.per_second))
         return Decision(allowed, int(tokens), reset, retry_after)
 
     def _forget_idle(self, now: float) -> None:

@@ -47,6 +47,7 @@ class Settings:
     shutdown_timeout_s: float = 10.0
     max_body_bytes: int = 1_048_576
     max_backlog: int = 1_000_000  # events waiting or running; 0: no limit
+    max_batch_events: int = 1000  # items of one POST /events/batch
     api_keys: tuple[ApiKey, ...] = ()
     api_keys_file: tuple[ApiKey, ...] = ()  # read from the file at load
     rate_limit: RateLimit | None = None
@@ -259,6 +260,7 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("LEASE_SECONDS", _seconds(1, 86_400), "How long a claim lasts unless its worker renews it."),
     SettingSpec("SHUTDOWN_TIMEOUT_S", _seconds(0, 3600), "Grace for running handlers on SIGTERM or SIGINT."),
     SettingSpec("MAX_BODY_BYTES", _integer(64, 1 << 30), "Largest accepted request body (413 above it)."),
+    SettingSpec("MAX_BATCH_EVENTS", _integer(1, 100_000), "Most events in one POST /events/batch (400 above it)."),
     SettingSpec(
         "MAX_BACKLOG", _integer(0, 1 << 40), "Events waiting or running past which new events get 503; 0: none."
     ),

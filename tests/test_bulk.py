@@ -272,3 +272,14 @@ async def test_a_bulk_action_is_logged_with_filter_counts_and_fingerprint(
         f"key={fingerprint}"
     )
     assert ADMIN not in caplog.text
+
+
+async def test_the_openapi_document_describes_delete_bulk_and_attempts(app: RunningApp) -> None:
+    spec = (await app.client.get("/openapi.json")).json()
+    bulk = spec["paths"]["/events/bulk"]["post"]
+    assert bulk["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith("/BulkIn")
+    assert bulk["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith("/BulkOut")
+    attempts = spec["paths"]["/events/{event_id}/attempts"]["get"]["responses"]["200"]
+    assert attempts["content"]["application/json"]["schema"]["$ref"].endswith("/AttemptList")
+    assert {"204", "404", "409"} <= set(spec["paths"]["/events/{event_id}"]["delete"]["responses"])
+    assert {"ordering_key", "blocked_by"} <= set(spec["components"]["schemas"]["EventOut"]["properties"])

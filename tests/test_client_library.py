@@ -207,16 +207,42 @@ def test_metrics_is_the_prometheus_text(client: Client) -> None:
     assert "eventctl_events_accepted_total" in client.metrics()
 
 
-def test_send_many_falls_back_to_single_posts_and_remembers_it(server: ServerProcess) -> None:
-    """Today's server has no POST /events/batch: one attempt there, then every event through POST /events."""
-    server.client.post("/events", json={"event_id": "lib_many_taken", "payload": {"x": 0}})
-    events: list[dict[str, Any]] = [{"event_id": f"lib_many_{i}", "payload": {"i": i}} for i in range(7)]
-    events += [{"event_id": "lib_many_taken", "payload": {"x": 0}}, {"event_id": "lib_many_taken"}, {"payload": 1}]
-    network = CountsRequests()
-    with Client(server.url, transport=network) as client:
+class WithoutBatches(CountsRequests):
+    """The real network to a service of before ``POST /events/batch``: that path answers 404 there."""
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/events/batch":
+            self.paths.append(request.url.path)
+            return httpx.Response(404, json={"status": 404, "detail": "not found"})
+        return super().handle_request(request)
+
+
+def many_events(prefix: str) -> list[dict[str, Any]]:
+    """7 new events, a stored duplicate, a conflicting one, and an invalid one."""
+    events: list[dict[str, Any]] = [{"event_id": f"{prefix}_{i}", "payload": {"i": i}} for i in range(7)]
+    return [
+        *events,
+        {"event_id": f"{prefix}_taken", "payload": {"x": 0}},
+        {"event_id": f"{prefix}_taken"},
+        {"payload": 1},
+    ]
+
+
+@pytest.mark.parametrize(("network", "batches"), [(CountsRequests, 4), (WithoutBatches, 1)])
+def test_send_many_sends_batches_or_falls_back_to_single_posts_and_remembers_it(
+    server: ServerProcess, network: type[CountsRequests], batches: int
+) -> None:
+    """With POST /events/batch, batch after batch; without it (an older service), one attempt there, then
+    every event through POST /events. Either way the same results."""
+    prefix = f"lib_many_{network.__name__}"
+    server.client.post("/events", json={"event_id": f"{prefix}_taken", "payload": {"x": 0}})
+    events = many_events(prefix)
+    transport = network()
+    with Client(server.url, transport=transport) as client:
         result = client.send_many(events, batch_size=4)
         again = client.send_many(events[:3], batch_size=4)
-    assert network.paths.count("/events/batch") == 1
+    assert transport.paths.count("/events/batch") == batches
+    assert ("/events" in transport.paths) == (network is WithoutBatches)
     assert (result.accepted, result.duplicates, result.invalid) == (7, 2, 1)
     assert result.already_stored == 1
     assert result.conflicts == 1
@@ -224,7 +250,7 @@ def test_send_many_falls_back_to_single_posts_and_remembers_it(server: ServerPro
     assert result.items[9].errors[0]["pointer"] == "#/event_id"
     assert again.already_stored == 3
     assert again.ok
-    assert server.client.get("/events/lib_many_6").json()["payload"] == {"i": 6}
+    assert server.client.get(f"/events/{prefix}_6").json()["payload"] == {"i": 6}
 
 
 def test_a_low_rate_limit_accepts_everything_the_client_sends(servers: ServerFactory) -> None:

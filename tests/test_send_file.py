@@ -60,6 +60,23 @@ def test_running_an_import_again_exits_0_with_every_line_already_stored(server: 
     assert stored_count(server, "again_") == 300
 
 
+def test_an_import_goes_in_batches_of_batch_size(server: ServerProcess, tmp_path: Path) -> None:
+    events = write_events(tmp_path / "events.jsonl", 250, "batched_")
+    result = eventctl("send", "--file", str(events), "--batch-size", "100", url=server.url)
+    assert result.returncode == 0, result.stderr
+    assert stored_count(server, "batched_") == 250
+    metrics = server.client.get("/metrics").text
+    assert 'eventctl_http_requests_total{method="POST",route="/events/batch",status="200"} 3.0' in metrics
+    assert 'route="/events",status="202"' not in metrics  # no event went alone
+
+
+def test_the_default_batch_size_is_500(server: ServerProcess, tmp_path: Path) -> None:
+    events = write_events(tmp_path / "events.jsonl", 501, "default_size_")
+    assert eventctl("send", "--file", str(events), url=server.url).returncode == 0
+    metrics = server.client.get("/metrics").text
+    assert 'eventctl_http_requests_total{method="POST",route="/events/batch",status="200"} 2.0' in metrics
+
+
 def test_an_import_stopped_with_ctrl_c_says_how_far_it_got_and_resumes_to_exit_0(
     servers: ServerFactory, tmp_path: Path
 ) -> None:

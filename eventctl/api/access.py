@@ -11,7 +11,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from eventctl.api.problems import problem_body, send_response
 from eventctl.api.schemas import PROBLEM_MEDIA_TYPE
 from eventctl.auth import ApiKey, identify, required_scope
-from eventctl.ratelimit import RateLimit, TokenBuckets
+from eventctl.ratelimit import Decision, RateLimit, TokenBuckets
+
+# Where a request's rate limit is handed on to an endpoint that takes its own count of tokens (a batch: one
+# per item): a function of the count, giving the decision and setting the answer's RateLimit headers.
+TAKE_TOKENS = "eventctl.take_tokens"
+COUNTED_BY_ENDPOINT = frozenset({("POST", "/events/batch")})
 
 KEY_FINGERPRINT = "eventctl.key_fingerprint"  # the ASGI scope entry naming the caller's key
 
@@ -49,8 +54,20 @@ class AccessControl:
         if self._buckets is None:
             await self._app(scope, receive, send)
             return
-        decision = self._buckets.take(identity)
-        headers = [(b"ratelimit-policy", self._buckets.limit.policy_header), (b"ratelimit", decision.header)]
+        buckets = self._buckets
+        if (scope["method"], scope["path"]) in COUNTED_BY_ENDPOINT:
+            counted: list[tuple[bytes, bytes]] = []
+
+            def take(count: int) -> Decision:
+                decision = buckets.take(identity, count)
+                counted[:] = [(b"ratelimit-policy", buckets.limit.policy_header), (b"ratelimit", decision.header)]
+                return decision
+
+            scope[TAKE_TOKENS] = take
+            await self._app(scope, receive, _with_headers(send, counted))
+            return
+        decision = buckets.take(identity)
+        headers = [(b"ratelimit-policy", buckets.limit.policy_header), (b"ratelimit", decision.header)]
         if not decision.allowed:
             detail = f"rate limit exceeded; retry in {decision.retry_after_seconds}s"
             headers.append((b"retry-after", str(decision.retry_after_seconds).encode()))

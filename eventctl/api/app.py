@@ -12,6 +12,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from eventctl import __version__
 from eventctl.api.access import AccessControl
+from eventctl.api.batch import BatchEndpoint
 from eventctl.api.docs import install_docs
 from eventctl.api.ingest import IngestEndpoint
 from eventctl.api.observe import RequestObserver
@@ -31,16 +32,17 @@ class EventctlApp:
     """The service's ASGI application.
 
     Every HTTP request is observed (request id, access log, metrics), passes access control (when keys
-    or a rate limit are configured), then
-    ``POST /events`` goes straight to the ingest endpoint and everything else to FastAPI. FastAPI's router
-    knows the ingest route too (so that 405 answers list POST in ``Allow``); taking it here first only skips
-    FastAPI's per-request machinery on the hottest path.
+    or a rate limit are configured), then ``POST /events`` and ``POST /events/batch`` go straight to their
+    endpoints and everything else to FastAPI. FastAPI's router knows those routes too (so that 405 answers
+    list POST in ``Allow``); taking them here first only skips FastAPI's per-request machinery on the hottest
+    paths.
     """
 
     def __init__(self, service: Service) -> None:
         settings = service.settings
         self.service = service
         self.ingest = IngestEndpoint(service)
+        self.batch = BatchEndpoint(service)
         self.api = FastAPI(
             title="eventctl",
             version=__version__,
@@ -53,6 +55,7 @@ class EventctlApp:
         install_docs(self.api)
         install_console(self.api, service)
         self.api.router.routes.append(Route("/events", self.ingest, methods=["POST"], include_in_schema=False))
+        self.api.router.routes.append(Route("/events/batch", self.batch, methods=["POST"], include_in_schema=False))
         install_problem_handlers(self.api)
         self.api.openapi = lambda: build_openapi(self.api, secured=bool(settings.keys))  # type: ignore[method-assign]
         guarded: ASGIApp = self._dispatch
@@ -69,6 +72,8 @@ class EventctlApp:
     async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] == "/events" and scope["method"] == "POST":
             await self.ingest(scope, receive, send)
+        elif scope["type"] == "http" and scope["path"] == "/events/batch" and scope["method"] == "POST":
+            await self.batch(scope, receive, send)
         elif scope["type"] == "http" and scope["method"] == "HEAD":
             await self._head(scope, receive, send)
         else:

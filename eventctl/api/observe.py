@@ -22,6 +22,7 @@ _USABLE_REQUEST_ID = re.compile(rb"[\x21-\x7e]{1,128}")  # visible ASCII: safe i
 # cheaper than a UUID per request (os.urandom is a system call that gives up the GIL on the hot path).
 _PROCESS_PREFIX = uuid.uuid4().hex[:12] + "-"
 _REQUEST_NUMBERS = itertools.count(1)
+_SERVED_OUTSIDE_FASTAPI = frozenset({"/events", "/events/batch"})
 UNMATCHED_ROUTE = "<unmatched>"  # one label for every unknown path, so they cannot flood the metrics
 
 
@@ -89,8 +90,8 @@ def _request_id(scope: Scope) -> str:
 
 def _route(scope: Scope) -> str:
     """The route's template, e.g. ``/events/{event_id}``: a label that does not grow with the ids."""
-    if scope["path"] == "/events":
-        return "/events"
+    if scope["path"] in _SERVED_OUTSIDE_FASTAPI:  # no route object in the scope; the path is the template
+        return scope["path"]  # type: ignore[no-any-return]
     route = scope.get("route")
     path = getattr(route, "path", None)
     return path.replace(":path}", "}") if isinstance(path, str) else UNMATCHED_ROUTE

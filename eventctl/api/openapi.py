@@ -1,4 +1,5 @@
-"""The OpenAPI document: FastAPI's, plus ``POST /events`` (served outside FastAPI) and minus every 422."""
+"""The OpenAPI document: FastAPI's, plus ``POST /events`` and ``POST /events/batch`` (served outside
+FastAPI) and minus every 422."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from eventctl.api.schemas import PROBLEM_MEDIA_TYPE, BulkIn, EventAccepted, EventIn, Problem
+from eventctl.api.schemas import PROBLEM_MEDIA_TYPE, BatchIn, BatchResult, BulkIn, EventAccepted, EventIn, Problem
 from eventctl.auth import required_scope
 
 _REF = "#/components/schemas/{model}"
@@ -53,6 +54,29 @@ CREATE_EVENT: dict[str, Any] = {
     },
 }
 
+CREATE_BATCH: dict[str, Any] = {
+    "summary": "Accept many events",
+    "description": "Each item is validated as the body of POST /events is; the accepted items are committed "
+    "together, and the 200 is sent only after that commit. A duplicate of a stored event, or of an earlier item "
+    "of the batch (the first one wins), is a 409 item. Rate limiting counts every item as one request.",
+    "operationId": "create_events_batch",
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": {"$ref": _REF.format(model="BatchIn")}}},
+    },
+    "responses": {
+        "200": {
+            "description": "One result per item, in request order; every accepted item is stored.",
+            "content": {"application/json": {"schema": {"$ref": _REF.format(model="BatchResult")}}},
+        },
+        "400": _problem("The body is not JSON, not an object, or has no events array of 1 to MAX_BATCH_EVENTS."),
+        "413": _problem("The body is larger than MAX_BODY_BYTES."),
+        "503": _problem(
+            "Shutting down, MAX_BACKLOG reached or the store is unavailable; nothing was stored.", headers=_RETRY_AFTER
+        ),
+    },
+}
+
 
 def build_openapi(app: FastAPI, *, secured: bool) -> dict[str, Any]:
     """Generate the document once and cache it on the app, as FastAPI does. ``secured``: API keys are
@@ -61,12 +85,13 @@ def build_openapi(app: FastAPI, *, secured: bool) -> dict[str, Any]:
         return app.openapi_schema
     document = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
     schemas = document.setdefault("components", {}).setdefault("schemas", {})
-    for model in (EventIn, EventAccepted, Problem, BulkIn):
+    for model in (EventIn, EventAccepted, BatchIn, BatchResult, Problem, BulkIn):
         schema = model.model_json_schema(ref_template=_REF)
         schemas.update(schema.pop("$defs", {}))
         schemas[model.__name__] = schema
     # A copy: the document is changed below (access answers), and CREATE_EVENT serves every app of the process.
     document["paths"].setdefault("/events", {})["post"] = copy.deepcopy(CREATE_EVENT)
+    document["paths"].setdefault("/events/batch", {})["post"] = copy.deepcopy(CREATE_BATCH)
     for path_item in document["paths"].values():
         for operation in path_item.values():
             responses = operation.get("responses", {})

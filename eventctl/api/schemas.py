@@ -4,9 +4,10 @@ with orjson instead of constructing these."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import SkipJsonSchema
 
 from eventctl.domain import EVENT_ID_FORBIDDEN, AttemptOutcome, BulkAction, Status
 from eventctl.domain import FORBIDDEN_IN_EVENT_ID as FORBIDDEN_IN_EVENT_ID  # the id rules, re-exported
@@ -35,6 +36,55 @@ class EventIn(BaseModel):
         default_factory=dict,
         description=f"Any JSON value nested at most {MAX_PAYLOAD_DEPTH} levels deep; absent, it is {{}}.",
     )
+    model_config = ConfigDict(json_schema_extra={"not": {"required": ["deliver_at", "delay_ms"]}})
+
+    deliver_at: datetime | SkipJsonSchema[None] = Field(
+        default=None,
+        description="Process no earlier than this RFC 3339 time (with an offset), at most 365 days ahead; a "
+        "time in the past means now. Not with delay_ms.",
+    )
+    delay_ms: Annotated[int, Field(ge=0, le=365 * 86_400_000)] | SkipJsonSchema[None] = Field(
+        default=None,
+        description="Process no earlier than this many milliseconds from now (at most 365 days). Not with deliver_at.",
+    )
+    ordering_key: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_EVENT_ID_LENGTH,
+        pattern=EVENT_ID_PATTERN,
+        description="Events with the same key are processed one at a time, in the order they were accepted.",
+    )
+
+
+class BatchIn(BaseModel):
+    """The body of ``POST /events/batch``: 1 to ``MAX_BATCH_EVENTS`` events, each validated as the body of
+    ``POST /events`` is."""
+
+    # An item is any value as far as the envelope goes: an item that is not a valid EventIn is a 400 result
+    # within the 200, not a 400 answer.
+    events: list[EventIn | Any] = Field(
+        min_length=1,
+        description="1 to MAX_BATCH_EVENTS events (default 1000), each an EventIn; an invalid item is a 400 "
+        "result of its own, not a 400 answer.",
+    )
+
+
+class BatchItemResult(BaseModel):
+    index: int = Field(description="The item's position in events, from 0.")
+    event_id: Any = Field(description="The item's event_id as sent (null when it sent none).")
+    status: Literal[202, 409, 400] = Field(description="What POST /events would have answered for this item.")
+    event_status: Status | None = Field(default=None, description="202, 409: the status of the id's event.")
+    payload_matches: bool | None = Field(
+        default=None, description="409: whether the event holding the id has this payload, as JSON values."
+    )
+    errors: list[ProblemError] | None = Field(default=None, description="400: pointers relative to the item.")
+
+
+class BatchResult(BaseModel):
+    results: list[BatchItemResult] = Field(description="One per item, in request order.")
+    accepted: int
+    duplicates: int
+    invalid: int
 
 
 class EventAccepted(BaseModel):
