@@ -117,6 +117,8 @@ def test_a_bulk_replay_of_the_matching_events(admin: BrowserContext, api: httpx.
     page.get_by_label("Since").fill("1h")
     page.get_by_role("button", name="Filter").click()
     expect(page.get_by_text("3 failed events match.")).to_be_visible()
+    page.get_by_label("Select every event on this page").check()
+    expect(page.locator("tbody input[name=id]:checked")).to_have_count(3)
     page.get_by_label("all 3 matching").check()
     page.get_by_role("button", name="Replay…").click()
     expect(page.get_by_role("heading")).to_have_text("Replay 3 failed events?")
