@@ -10,7 +10,8 @@ from pathlib import Path
 from fastapi import FastAPI
 from starlette.staticfiles import StaticFiles
 
-from eventctl.console.views import Console, router
+from eventctl.console.context import Console
+from eventctl.console.views import router
 from eventctl.service import Service
 
 PACKAGE = Path(__file__).parent

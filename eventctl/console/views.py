@@ -1,145 +1,30 @@
-"""The console's pages and actions. Every handler starts from the viewer its session names (see
-``Console.viewer``); actions also need the ``admin`` scope, a same-origin request and the session's CSRF
-token, whatever the page showed."""
+"""The console's pages and actions (see ``context`` for the checks each of them passes first)."""
 
 from __future__ import annotations
 
 import json
 import logging
 import re
-from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
-import jinja2
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import RedirectResponse, Response
 
 from eventctl.api.schemas import CURSOR_PATTERN
 from eventctl.auth import identify
 from eventctl.bulk import run_bulk
 from eventctl.console.chart import chart
+from eventctl.console.context import Console, action, client_address, console_of, is_secure, page
 from eventctl.console.forms import FormTooLarge, first, given_filters, query_lists, query_string, read_form
-from eventctl.console.login_limit import FailedLogins
-from eventctl.console.session import (
-    COOKIE,
-    Sessions,
-    Viewer,
-    clearing_cookie_header,
-    cookie_header,
-    csrf_matches,
-    same_origin,
-)
-from eventctl.domain import BulkAction, EventFilter, Status, is_possible_event_id
+from eventctl.console.session import COOKIE, Viewer, clearing_cookie_header, cookie_header, csrf_matches, same_origin
+from eventctl.domain import BulkAction, Status, is_possible_event_id
 from eventctl.filters import FilterError, parse_query
 from eventctl.rates import quantile
-from eventctl.service import Service
 
 log = logging.getLogger(__name__)
 router = APIRouter(include_in_schema=False)
 
 PAGE_SIZE = 50
-SECURITY_HEADERS = {
-    "content-security-policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; "
-    "form-action 'self'; base-uri 'none'",
-    "x-content-type-options": "nosniff",
-    "referrer-policy": "same-origin",
-    "cache-control": "no-store",
-}
-
-
-class Console:
-    """What the pages share: the service, the templates, the sessions and the login limiter."""
-
-    def __init__(self, service: Service, templates: Path) -> None:
-        self.service = service
-        self.sessions = Sessions(service.settings.keys)
-        self.failed_logins = FailedLogins()
-        self.templates = jinja2.Environment(
-            loader=jinja2.FileSystemLoader(templates), autoescape=True, undefined=jinja2.StrictUndefined
-        )
-        self.templates.filters["urlquote"] = lambda text: quote(str(text), safe="")
-
-    def viewer(self, request: Request) -> tuple[Viewer | None, str | None]:
-        """The session's viewer and, for a new open-console session, the ``Set-Cookie`` to send."""
-        viewer = self.sessions.read(request.cookies.get(COOKIE))
-        if viewer is None and self.sessions.open:
-            viewer, value = self.sessions.issue(None)
-            return viewer, cookie_header(value, secure=_secure(request), lifetime=self.sessions.lifetime)
-        return viewer, None
-
-    def render(self, name: str, viewer: Viewer | None, status: int = 200, **context: Any) -> HTMLResponse:
-        template = self.templates.get_template(name)
-        html = template.render(viewer=viewer, open_console=self.sessions.open, **context)
-        return HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
-
-
-def _console(request: Request) -> Console:
-    console: Console = request.app.state.console
-    return console
-
-
-def _secure(request: Request) -> bool:
-    return request.url.scheme == "https"
-
-
-def _client(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
-
-
-Page = Callable[[Request, Console, Viewer], Awaitable[Response]]
-
-
-def page(handler: Page) -> Callable[[Request], Awaitable[Response]]:
-    """A page for viewers who may read; anyone else is sent to the login form."""
-
-    async def endpoint(request: Request) -> Response:
-        console = _console(request)
-        viewer, set_cookie = console.viewer(request)
-        if viewer is None:
-            target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-            return RedirectResponse(f"/ui/login?{query_string({}, next=target)}", status_code=303)
-        if not viewer.can_read:
-            return console.render("message.html", viewer, 403, title="Forbidden",
-                                  message="This key lacks the events:read scope.")  # fmt: skip
-        response = await handler(request, console, viewer)
-        if set_cookie is not None:
-            response.headers.append("set-cookie", set_cookie)
-        return response
-
-    return endpoint
-
-
-Action = Callable[[Request, Console, Viewer, dict[str, list[str]]], Awaitable[Response]]
-
-
-def action(handler: Action) -> Callable[[Request], Awaitable[Response]]:
-    """A POST that changes events: same origin, a valid session with the admin scope, the CSRF token."""
-
-    async def endpoint(request: Request) -> Response:
-        console = _console(request)
-        viewer = console.sessions.read(request.cookies.get(COOKIE))
-        if not same_origin(request.headers, request.url.scheme):
-            return console.render("message.html", viewer, 403, title="Refused",
-                                  message="Cross-site requests are refused.")  # fmt: skip
-        if viewer is None:
-            return console.render("message.html", None, 401, title="Not logged in",
-                                  message="Your session has ended; log in again.")  # fmt: skip
-        if not viewer.can_act:
-            return console.render("message.html", viewer, 403, title="Forbidden",
-                                  message="This key lacks the admin scope: it cannot replay or delete.")  # fmt: skip
-        try:
-            form = await read_form(request)
-        except FormTooLarge as exc:
-            return console.render("message.html", viewer, 413, title="Too large", message=str(exc))
-        if not csrf_matches(viewer, first(form, "csrf")):
-            return console.render("message.html", viewer, 403, title="Refused",
-                                  message="The form's token is missing or stale; reload the page.")  # fmt: skip
-        return await handler(request, console, viewer, form)
-
-    return endpoint
-
 
 # -- login ------------------------------------------------------------------------------------------------
 
@@ -153,7 +38,7 @@ def _next_page(value: str | None) -> str:
 
 @router.get("/ui/login")
 async def login_form(request: Request) -> Response:
-    console = _console(request)
+    console = console_of(request)
     if console.sessions.open:
         return RedirectResponse("/ui", status_code=303)
     return console.render("login.html", None, next=_next_page(request.query_params.get("next")), error=None)
@@ -161,7 +46,7 @@ async def login_form(request: Request) -> Response:
 
 @router.post("/ui/login")
 async def login(request: Request) -> Response:
-    console = _console(request)
+    console = console_of(request)
     if console.sessions.open:
         return RedirectResponse("/ui", status_code=303)
     if not same_origin(request.headers, request.url.scheme):
@@ -171,7 +56,7 @@ async def login(request: Request) -> Response:
     except FormTooLarge as exc:
         return console.render("message.html", None, 413, title="Too large", message=str(exc))
     target = _next_page(first(form, "next"))
-    client = _client(request)
+    client = client_address(request)
     wait = console.failed_logins.retry_after(client)
     if wait:
         response = console.render("login.html", None, 429, next=target,
@@ -186,14 +71,14 @@ async def login(request: Request) -> Response:
     _, value = console.sessions.issue(key)
     log.info("console login with key %s from %s", key.fingerprint, client)
     redirect = RedirectResponse(target, status_code=303)
-    redirect.headers.append("set-cookie", cookie_header(value, secure=_secure(request),
+    redirect.headers.append("set-cookie", cookie_header(value, secure=is_secure(request),
                                                         lifetime=console.sessions.lifetime))  # fmt: skip
     return redirect
 
 
 @router.post("/ui/logout")
 async def logout(request: Request) -> Response:
-    console = _console(request)
+    console = console_of(request)
     viewer = console.sessions.read(request.cookies.get(COOKIE))
     if not same_origin(request.headers, request.url.scheme):
         return console.render("message.html", viewer, 403, title="Refused", message="Cross-site requests are refused.")
@@ -201,7 +86,7 @@ async def logout(request: Request) -> Response:
     if viewer is not None and not csrf_matches(viewer, first(form, "csrf")):
         return console.render("message.html", viewer, 403, title="Refused", message="The form's token is stale.")
     response = RedirectResponse("/ui/login" if not console.sessions.open else "/ui", status_code=303)
-    response.headers.append("set-cookie", clearing_cookie_header(secure=_secure(request)))
+    response.headers.append("set-cookie", clearing_cookie_header(secure=is_secure(request)))
     return response
 
 
@@ -212,7 +97,7 @@ async def _overview(console: Console) -> dict[str, Any]:
     service = console.service
     stats = await service.store.queue_stats()
     by_status = {status.value: count for status, count in stats.depths.items()}
-    by_status["processed"] = await service.store.count_matching(EventFilter(statuses=frozenset({Status.PROCESSED})))
+    by_status["processed"] = await console.processed_count()
     histogram = service.metrics.processing_duration
     counts = histogram.combined()
     p50, p95 = (quantile(histogram.bounds, counts, q) for q in (0.5, 0.95))
