@@ -23,8 +23,10 @@ class Scope(enum.StrEnum):
     ADMIN = "admin"  # replay, delete, bulk actions, and everything the other scopes allow
 
 
-OPEN_PATHS = frozenset({"/health", "/ready", "/metrics", "/docs", "/openapi.json"})
-OPEN_PREFIXES = ("/docs/",)  # the documentation page's assets and Swagger UI's OAuth2 redirect page
+OPEN_PATHS = frozenset({"/health", "/ready", "/metrics", "/docs", "/openapi.json", "/ui"})
+# The documentation page's assets and Swagger UI's OAuth2 redirect page; and the console, which asks for a
+# key itself (a login form and a session cookie, see eventctl.console.session).
+OPEN_PREFIXES = ("/docs/", "/ui/")
 
 
 def required_scope(method: str, path: str) -> Scope | None:

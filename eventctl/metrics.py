@@ -97,6 +97,17 @@ class LoopHistogram(_LoopMetric[Distribution]):
         self._bounds = tuple(buckets)
         super().__init__(name, documentation, labelnames, lambda: Distribution(self._bounds))
 
+    @property
+    def bounds(self) -> tuple[float, ...]:
+        return self._bounds
+
+    def combined(self) -> list[int]:
+        """Per-bucket counts summed over every label combination (the last bucket is +Inf)."""
+        totals = [0] * (len(self._bounds) + 1)
+        for child in list(self._children.values()):
+            totals = [a + b for a, b in zip(totals, child.counts, strict=True)]
+        return totals
+
     def collect(self) -> Metric:
         family = HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
         for key, child in list(self._children.items()):

@@ -16,10 +16,11 @@ from eventctl.backlog import BacklogMonitor
 from eventctl.errors import StoreUnavailable
 from eventctl.handlers import Handler, load_handler
 from eventctl.metrics import Metrics
+from eventctl.rates import RateRing
 from eventctl.retention import Pruner
 from eventctl.settings import Settings
 from eventctl.store import Store, open_store
-from eventctl.supervision import Supervisor
+from eventctl.supervision import Supervised, Supervisor
 from eventctl.tracing import Tracing
 from eventctl.worker import Backoff, Worker
 
@@ -41,6 +42,8 @@ class Service:
         self._pruner: Pruner | None = None
         self._backlog: BacklogMonitor | None = None
         self.supervisor = Supervisor(self.metrics.background_restarts, self.fatal)
+        self.rates = RateRing(self.metrics)  # this instance's per-second rates, for the console
+        self._rate_sampler: Supervised | None = None
         self._started = False
         self._drain_started = False
         self.fatal_reason: str | None = None  # why the service gave up, once it has
@@ -102,6 +105,7 @@ class Service:
         self._worker.start()
         self._backlog = BacklogMonitor(store, settings.max_backlog, self.metrics, self.supervisor)
         self._backlog.start()
+        self._rate_sampler = self.rates.start(self.supervisor)
         if not settings.keys:
             log.warning("API_KEYS is not set: the API is open to anyone who can reach it (allowed in ENV=dev only)")
         if settings.retention > 0:
@@ -163,7 +167,7 @@ class Service:
         """Drain (unless a drain began already), stop the background tasks, close the store and the
         handler."""
         await self.drain()
-        for task in (self._pruner, self._backlog):
+        for task in (self._pruner, self._backlog, self._rate_sampler):
             if task is not None:
                 await task.stop()
         if self._store is not None:

@@ -19,6 +19,7 @@ from eventctl.api.observe import RequestObserver
 from eventctl.api.openapi import build_openapi
 from eventctl.api.problems import install_problem_handlers
 from eventctl.api.routes import router
+from eventctl.console.app import install_console
 from eventctl.errors import EventctlError
 from eventctl.service import Service
 from eventctl.settings import Settings
@@ -52,6 +53,7 @@ class EventctlApp:
         self.api.state.service = service
         self.api.include_router(router)
         install_docs(self.api)
+        install_console(self.api, service)
         self.api.router.routes.append(Route("/events", self.ingest, methods=["POST"], include_in_schema=False))
         self.api.router.routes.append(Route("/events/batch", self.batch, methods=["POST"], include_in_schema=False))
         install_problem_handlers(self.api)
