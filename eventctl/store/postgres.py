@@ -309,6 +309,8 @@ class PostgresStore(Store):
         keys = sorted({event.ordering_key for event in events if event.ordering_key is not None})
         async with self._connection() as conn, conn.transaction():
             await sql.lock_keys(conn, keys)
+            if len(events) > 1:
+                await sql.lock_ids(conn, [event.event_id for event in events])
             waiting = list(events)
             while waiting:  # an id's holder may be deleted (retention, delete) between the insert and its read
                 stored = await conn.fetch(

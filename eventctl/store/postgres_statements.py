@@ -16,6 +16,7 @@ from eventctl.store.query import Bind, Dialect, like_contains, prefix_successor
 # The first half of the two-number advisory locks on ordering keys (the second is the key's hash): a space of
 # its own, apart from the one-number lock of the migrations.
 KEY_LOCK_SPACE = 0x65766B  # "evk"
+ID_LOCK_SPACE = 0x657669  # "evi"
 
 
 class PostgresDialect(Dialect):
@@ -187,6 +188,17 @@ async def lock_keys(conn: PoolConnectionProxy, keys: Sequence[str]) -> None:
             " FROM (SELECT DISTINCT hashtext(k) AS h FROM unnest($1::text[]) AS k ORDER BY h) AS ordered",
             list(keys),
         )
+
+
+async def lock_ids(conn: PoolConnectionProxy, event_ids: Sequence[str]) -> None:
+    """Hold an advisory lock per id of a batch until the transaction ends, taken in the order of their
+    hashes. Two batches that insert some of the same ids in different orders would otherwise each wait on
+    the other's uncommitted index entries (a deadlock that PostgreSQL ends by failing one of them)."""
+    await conn.execute(
+        f"SELECT pg_advisory_xact_lock({ID_LOCK_SPACE}, h)"
+        " FROM (SELECT DISTINCT hashtext(i) AS h FROM unnest($1::text[]) AS i ORDER BY h) AS ordered",
+        list(event_ids),
+    )
 
 
 async def promote(conn: PoolConnectionProxy, keys: Sequence[str]) -> None:
