@@ -15,7 +15,7 @@ import orjson
 from pydantic import BaseModel, Field, TypeAdapter
 
 from eventctl.api.event_body import decode_event
-from eventctl.api.schemas import EVENT_ID_PATTERN, MAX_EVENT_ID_LENGTH
+from eventctl.domain import EVENT_ID_PATTERN, MAX_EVENT_ID_LENGTH
 
 BODIES = {
     "small": b'{"event_id": "evt_0123456789", "payload": {"order": 42}}',

@@ -24,9 +24,13 @@ _TEXT = f"1 to {MAX_EVENT_ID_LENGTH} characters without control characters or li
 # filter: the rules this module checks, written where they are checked. A time is a date-time with an
 # offset, or a duration of whole or decimal units (``90s``, ``1h30m``); an empty string is "not set".
 _DURATION_PATTERN = r"^(0|([0-9]{1,9}(\.[0-9]{1,6})?(ms|s|m|h|d))+)$"
-_NOT_SET = {"type": "string", "maxLength": 0}
-_TEXT_SCHEMA = {"type": "string", "maxLength": MAX_EVENT_ID_LENGTH, "pattern": EVENT_ID_PATTERN.replace("]+$", "]*$")}
-_TIME_SCHEMA = {
+_NOT_SET: dict[str, object] = {"type": "string", "maxLength": 0}
+_TEXT_SCHEMA: dict[str, object] = {
+    "type": "string",
+    "maxLength": MAX_EVENT_ID_LENGTH,
+    "pattern": EVENT_ID_PATTERN.replace("]+$", "]*$"),
+}
+_TIME_SCHEMA: dict[str, object] = {
     "anyOf": [{"type": "string", "format": "date-time"}, {"type": "string", "pattern": _DURATION_PATTERN}, _NOT_SET]
 }
 FILTER_SCHEMAS: dict[str, dict[str, object]] = {
@@ -119,9 +123,9 @@ def _build(values: Mapping[str, object], problems: list[FilterProblem], now: dat
 
 
 def _unset_if_empty(value: object) -> object:
-    if isinstance(value, list):
-        value = [item for item in value if item != ""]
-        return value or None
+    if isinstance(value, list):  # a list of empty strings is not set; an empty list stays an error
+        kept = [item for item in value if item != ""]
+        return kept if kept or not value else None
     return None if value == "" else value
 
 
