@@ -103,7 +103,7 @@ class BulkFilter(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    status: FilterStatus | list[FilterStatus] | None = None
+    status: FilterStatus | Annotated[list[FilterStatus], Field(min_length=1)] | None = None
     since: FilterTime | None = Field(default=None, description=f"Received at or after: {TIME_FILTER}.")
     until: FilterTime | None = Field(default=None, description=f"Received before: {TIME_FILTER}.")
     error: FilterText | None = Field(default=None, description="A case-insensitive substring of last_error.")
