@@ -21,10 +21,12 @@ from eventctl.api.intake import (
     Answer,
     answer_safely,
     invalid,
+    not_taking_events,
     problem,
     read_body,
     same_json,
     too_large,
+    traceparent,
     unavailable,
 )
 from eventctl.domain import Event, NewEvent
@@ -66,10 +68,9 @@ class BatchEndpoint:
         limited = _limited(take, len(events))
         if limited is not None:
             return limited
-        if not self._service.accepting:
-            return unavailable("the service is shutting down; retry on another instance or later")
-        if self._service.backlog_full:
-            return unavailable("too many events are waiting (MAX_BACKLOG); retry later")
+        refused = not_taking_events(self._service)
+        if refused is not None:
+            return refused
         return await self._store(events)
 
     def _envelope(self, body: bytes) -> tuple[list[msgspec.Raw] | None, Answer | None]:
@@ -93,13 +94,13 @@ class BatchEndpoint:
         return events, None
 
     async def _store(self, items: list[msgspec.Raw]) -> Answer:
-        traceparent = self._traceparent()
+        trace = traceparent(self._service)
         results: list[dict[str, Any]] = []
         new: list[NewEvent] = []  # the first valid item of each id, in request order
         first: dict[str, int] = {}  # event id -> its position in ``new``
         valid: list[tuple[dict[str, Any], NewEvent, int]] = []  # (result, event, position of its id's first)
         for index, item in enumerate(items):
-            event, errors = decode_event(item, traceparent)
+            event, errors = decode_event(item, trace)
             if event is None:
                 results.append({"index": index, "event_id": sent_event_id(item), "status": 400, "errors": errors})
                 continue
@@ -130,10 +131,6 @@ class BatchEndpoint:
             self._metrics.duplicates.inc(duplicates)
         summary = {"accepted": accepted, "duplicates": duplicates, "invalid": len(items) - accepted - duplicates}
         return 200, JSON, orjson.dumps({"results": results, **summary}), []
-
-    def _traceparent(self) -> str | None:
-        tracing = self._service.tracing
-        return None if tracing is None else tracing.current_traceparent()
 
 
 def _limited(take: Callable[[int], Decision] | None, count: int) -> Answer | None:

@@ -16,10 +16,12 @@ from eventctl.api.intake import (
     Answer,
     answer_safely,
     invalid,
+    not_taking_events,
     problem,
     read_body,
     same_json,
     too_large,
+    traceparent,
     unavailable,
 )
 from eventctl.domain import event_path
@@ -43,12 +45,11 @@ class IngestEndpoint:
         body = await read_body(scope, receive, self._max_body_bytes)
         if body is None:
             return too_large(self._max_body_bytes)
-        if not self._service.accepting:
-            return unavailable("the service is shutting down; retry on another instance or later")
-        if self._service.backlog_full:
-            return unavailable("too many events are waiting (MAX_BACKLOG); retry later")
+        refused = not_taking_events(self._service)
+        if refused is not None:
+            return refused
         try:
-            event, errors = decode_event(body, self._traceparent())
+            event, errors = decode_event(body, traceparent(self._service))
         except msgspec.DecodeError as exc:
             return invalid("the body is not valid JSON", [{"detail": str(exc), "pointer": "#"}])
         if event is None:
@@ -76,7 +77,3 @@ class IngestEndpoint:
             orjson.dumps({"event_id": event_id, "status": "accepted"}),
             [(b"location", event_path(event_id).encode())],
         )
-
-    def _traceparent(self) -> str | None:
-        tracing = self._service.tracing
-        return None if tracing is None else tracing.current_traceparent()

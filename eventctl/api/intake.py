@@ -4,13 +4,16 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from starlette.types import Message, Receive, Scope, Send
 
 from eventctl.api.problems import RETRY_AFTER_SECONDS, problem_body, send_response
 from eventctl.api.schemas import PROBLEM_MEDIA_TYPE
+
+if TYPE_CHECKING:
+    from eventctl.service import Service
 
 log = logging.getLogger(__name__)
 
@@ -76,3 +79,18 @@ def unavailable(detail: str) -> Answer:
 
 def too_large(limit: int) -> Answer:
     return problem(413, "body-too-large", f"the body is larger than {limit} bytes")
+
+
+def not_taking_events(service: Service) -> Answer | None:
+    """The 503 while the service takes no events (shutting down, or ``MAX_BACKLOG`` reached), else None."""
+    if not service.accepting:
+        return unavailable("the service is shutting down; retry on another instance or later")
+    if service.backlog_full:
+        return unavailable("too many events are waiting (MAX_BACKLOG); retry later")
+    return None
+
+
+def traceparent(service: Service) -> str | None:
+    """The trace an accepted event joins: the request's, when tracing is on."""
+    tracing = service.tracing
+    return None if tracing is None else tracing.current_traceparent()
